@@ -1,0 +1,48 @@
+# etcdop developer targets. Every target works on a fresh machine (it installs what it needs).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LOCAL := $(BIN)/python -m e2e.localcluster
+
+.PHONY: dev infra lint test test-unit test-integration test-e2e cluster-up cluster-down demo demo-down clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+## dev: a .venv with etcdop (editable) and the dev tools; idempotent
+dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+## infra: build the Go test binaries into the cache (~/.cache/etcdop), only what is missing
+infra:
+	bash e2e/localcluster/build.sh all
+
+## lint: ruff and mypy --strict on src/
+lint: dev
+	$(BIN)/ruff check src tests e2e
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy src
+
+test-unit: dev
+	$(BIN)/pytest tests/unit -q
+
+## test: everything CI runs: lint, unit, integration and e2e suites on the local cluster
+test: dev infra lint
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+
+cluster-up: dev infra
+	$(LOCAL) up
+	@$(LOCAL) env
+
+cluster-down:
+	$(LOCAL) down
+
+## demo: the main job: local cluster up, an etcd cluster created and backed up
+demo: cluster-up
+	$(BIN)/python -m e2e.demo
+
+demo-down: cluster-down
+
+clean: cluster-down
+	rm -rf $(VENV)

@@ -1,0 +1,52 @@
+"""`python -m e2e.localcluster up|down|status|env|bin NAME`: the local cluster for people."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.cluster import LocalCluster, default_state_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.localcluster", description=__doc__)
+    parser.add_argument("--state-dir", type=str, default=None,
+                        help=f"where the cluster keeps its files (default {default_state_dir()})")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start (or keep) the control plane, S3 server and node agent")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--no-node", action="store_true", help="control plane and S3 only")
+    sub.add_parser("down", help="stop everything `up` started and remove pod namespaces")
+    sub.add_parser("status", help="say which parts are running")
+    sub.add_parser("env", help="print export lines for KUBECONFIG and PATH")
+    b = sub.add_parser("bin", help="print the path of one cached binary")
+    b.add_argument("name")
+    b.add_argument("--version", default=None, help="etcd line, e.g. v3.5.35")
+    args = parser.parse_args(argv)
+
+    from pathlib import Path
+
+    cluster = LocalCluster(Path(args.state_dir) if args.state_dir else None,
+                           nodes=getattr(args, "nodes", 3))
+    if args.cmd == "bin":
+        print(bin_path(args.name, args.version))
+    elif args.cmd == "up":
+        cluster.up(with_node=not args.no_node)
+        print(f"# local cluster is up: API server {cluster.control_plane.server}", file=sys.stderr)
+        print(f"export KUBECONFIG={cluster.control_plane.kubeconfig}")
+    elif args.cmd == "down":
+        cluster.down()
+        print("# local cluster stopped", file=sys.stderr)
+    elif args.cmd == "env":
+        print("\n".join(cluster.env_lines()))
+    elif args.cmd == "status":
+        cp = "running" if cluster.control_plane.running() else "stopped"
+        s3 = "running" if cluster.s3.running() else "stopped"
+        node = "running" if cluster.procs.alive("node-agent") else "stopped"
+        print(f"control plane: {cp}\ns3: {s3}\nnode agent: {node}\nstate: {cluster.state_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from etcdop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The sidecar agent: backup and restore of its local etcd member."""

@@ -1,0 +1,1 @@
+"""The custom resources as typed Python: defaults, validation and CRD generation."""

@@ -1,0 +1,32 @@
+"""The `etcdop` command: one entry point, one subcommand per deployable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from etcdop import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etcdop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"etcdop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("operator", help="run the operator (reconciles EtcdCluster objects)")
+    sub.add_parser("agent", help="run the sidecar agent beside an etcd member")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    print(f"etcdop {args.command}: not implemented yet", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""An async facade over the etcd client, so the rest of etcdop never touches gRPC types."""

@@ -1,0 +1,1 @@
+"""A small controller runtime on kr8s: cache, work queue, leader lease, events, status."""

@@ -1,0 +1,1 @@
+"""Reconcilers and the pure planner they consult."""
