@@ -80,24 +80,28 @@ async def test_crd_objects_crud_watch_and_status(kube_api: kr8s.asyncio.Api) -> 
     ns = await fresh_namespace(kube_api)
     widget_cls = new_class("Widget", version="test.etcdop.io/v1", namespaced=True)
 
-    seen: list[tuple[str, int]] = []
-
-    async def watch_two() -> None:
-        async for event, obj in kube_api.watch("widgets.test.etcdop.io", namespace=ns):
-            seen.append((event, obj.raw["spec"]["size"]))
-            if len(seen) == 2:
-                return
-
-    watcher = asyncio.create_task(watch_two())
     w = await widget_cls({"metadata": {"name": "w1", "namespace": ns}, "spec": {"size": 1}},
                          api=kube_api)
-    # The watch may start after the create; retry the patch until both events were seen.
     await w.create()
     listed = [o.name async for o in kube_api.async_get("widgets.test.etcdop.io", namespace=ns)]
     assert listed == ["w1"]
+
+    seen: list[tuple[str, int]] = []
+    first_event = asyncio.Event()
+
+    async def watch_until_modified() -> None:
+        # a watch without resourceVersion starts with an ADDED event for what exists
+        async for event, obj in kube_api.watch("widgets.test.etcdop.io", namespace=ns):
+            seen.append((event, obj.raw["spec"]["size"]))
+            first_event.set()
+            if event == "MODIFIED":
+                return
+
+    watcher = asyncio.create_task(watch_until_modified())
+    await asyncio.wait_for(first_event.wait(), 30)
     await w.patch({"spec": {"size": 2}})
     await asyncio.wait_for(watcher, 30)
-    assert seen[-1] == ("MODIFIED", 2)
+    assert seen == [("ADDED", 1), ("MODIFIED", 2)]
 
     await w.patch({"status": {"seen": 2}}, subresource="status")
     await w.refresh()
