@@ -1,0 +1,346 @@
+"""The EtcdCluster kind (etcdop.io/v1alpha1) as typed Python.
+
+The docstrings and `prop` descriptions below become the CRD's OpenAPI descriptions, so they are
+written for the person running `kubectl explain etcdcluster.spec`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from etcdop.api.quantity import is_positive_quantity
+from etcdop.api.schema import (
+    FieldError,
+    HasRules,
+    JSONObject,
+    Rule,
+    api_type,
+    decode,
+    encode,
+    prop,
+    validate,
+)
+from etcdop.api.semver import (
+    SUPPORTED_PATTERN,
+    VERSION_PATTERN,
+    cel_string,
+    is_full_version,
+    is_supported_version,
+)
+
+GROUP = "etcdop.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "EtcdCluster"
+PLURAL = "etcdclusters"
+SINGULAR = "etcdcluster"
+SHORT_NAMES = ("etcd",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+DEFAULT_IMAGE = "gcr.io/etcd-development/etcd"
+DEFAULT_SIZE = 3
+MIN_SIZE = 1
+MAX_SIZE = 9
+
+# ---------------------------------------------------------------- rules shared with CEL
+
+SIZE_RULE = Rule(
+    cel=f"self >= {MIN_SIZE} && self <= {MAX_SIZE}",
+    message=f"must be between {MIN_SIZE} and {MAX_SIZE}",
+    check=lambda v: MIN_SIZE <= v <= MAX_SIZE,
+)
+VERSION_FORMAT_RULE = Rule(
+    cel=f"self.matches({cel_string(VERSION_PATTERN)})",
+    message="must be a full etcd release version such as 3.6.16 (no 'v' prefix, no wildcard)",
+    check=is_full_version,
+)
+VERSION_SUPPORTED_RULE = Rule(
+    cel=(
+        f"!self.matches({cel_string(VERSION_PATTERN)}) "
+        f"|| self.matches({cel_string(SUPPORTED_PATTERN)})"
+    ),
+    message="etcd 3.5 or a newer 3.x release is required",
+    check=lambda v: not is_full_version(v) or is_supported_version(v),
+)
+QUANTITY_RULE = Rule(
+    cel="isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+    message="must be a positive Kubernetes quantity such as 10Gi",
+    check=is_positive_quantity,
+)
+_TAG_AT_END = re.compile(r":[^/]*$")
+IMAGE_RULE = Rule(
+    cel="size(self) > 0 && !self.contains('@') && !self.matches(':[^/]*$')",
+    message=(
+        "must be an image repository without tag or digest, such as "
+        f"{DEFAULT_IMAGE} (the tag is always v<spec.version>)"
+    ),
+    check=lambda v: bool(v) and "@" not in v and _TAG_AT_END.search(v) is None,
+)
+
+# ---------------------------------------------------------------- spec
+
+
+@api_type
+class EmptyDirStorage:
+    """Member data in an emptyDir volume: it lives and dies with the pod, so a member whose pod is
+    deleted is removed from the cluster and replaced by a new member that copies the data from the
+    others."""
+
+    medium: str = prop(
+        'Storage medium: "" (the node\'s disk) or "Memory" (tmpfs; counts against memory limits).',
+        default="",
+        enum=("", "Memory"),
+    )
+    size_limit: str | None = prop(
+        "Maximum size of the volume, a quantity such as 8Gi; the pod is evicted when it is "
+        "exceeded.",
+        default=None,
+        max_length=64,
+        rules=(QUANTITY_RULE,),
+    )
+
+
+@api_type
+class PersistentVolumeClaimStorage:
+    """Member data in a PersistentVolumeClaim per member: a deleted pod is re-created on the same
+    claim and rejoins with its data."""
+
+    size: str = prop(
+        "Requested size of each member's claim, a quantity such as 10Gi.",
+        max_length=64,
+        rules=(QUANTITY_RULE,),
+    )
+    storage_class_name: str | None = prop(
+        "StorageClass of the claims; the cluster's default class when unset.",
+        default=None,
+        max_length=253,
+    )
+
+
+@api_type
+class Storage(HasRules):
+    """Where members keep their data. Set at most one of emptyDir and persistentVolumeClaim;
+    emptyDir is used when neither is set."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!(has(self.emptyDir) && has(self.persistentVolumeClaim))",
+            message="set at most one of emptyDir and persistentVolumeClaim",
+            check=lambda s: s.empty_dir is None or s.persistent_volume_claim is None,
+            show_value=False,
+        ),
+    )
+
+    empty_dir: EmptyDirStorage | None = prop(
+        "Keep member data in an emptyDir volume (the default).", default=None
+    )
+    persistent_volume_claim: PersistentVolumeClaimStorage | None = prop(
+        "Keep member data in one PersistentVolumeClaim per member.", default=None
+    )
+
+    @property
+    def uses_claims(self) -> bool:
+        return self.persistent_volume_claim is not None
+
+
+@api_type
+class PodTemplate:
+    """Overrides for the member pods. By default members prefer distinct nodes (pod
+    anti-affinity); setting affinity replaces that default."""
+
+    node_selector: Mapping[str, str] = prop(
+        "Node labels a member pod's node must have.", default_factory=dict
+    )
+    tolerations: tuple[JSONObject, ...] = prop(
+        "Tolerations of the member pods, as in a Pod spec.", default=()
+    )
+    affinity: JSONObject | None = prop(
+        "Affinity of the member pods, as in a Pod spec; replaces the default anti-affinity.",
+        default=None,
+    )
+    labels: Mapping[str, str] = prop(
+        "Extra labels on the member pods (the operator's own labels win).", default_factory=dict
+    )
+    annotations: Mapping[str, str] = prop(
+        "Extra annotations on the member pods.", default_factory=dict
+    )
+    priority_class_name: str | None = prop(
+        "PriorityClass of the member pods.", default=None, max_length=253
+    )
+
+
+@api_type
+class EtcdClusterSpec:
+    """The etcd cluster you want: how many members, which etcd version, where data lives."""
+
+    size: int = prop(
+        f"Number of voting members, {MIN_SIZE} to {MAX_SIZE}. Odd sizes are recommended: an even "
+        "size tolerates no more failures than the odd size below it. Members are added and "
+        "removed one at a time without losing quorum.",
+        default=DEFAULT_SIZE,
+        schema_default=DEFAULT_SIZE,
+        rules=(SIZE_RULE,),
+    )
+    version: str = prop(
+        "etcd version, a full release such as 3.6.16 (3.5 or newer). Changing it replaces the "
+        "members one at a time (a new member is added before an old one is removed).",
+        max_length=64,
+        rules=(VERSION_FORMAT_RULE, VERSION_SUPPORTED_RULE),
+    )
+    image: str | None = prop(
+        f"Image repository of etcd, without tag; the tag is always v<version>. Default "
+        f"{DEFAULT_IMAGE}.",
+        default=None,
+        max_length=512,
+        rules=(IMAGE_RULE,),
+    )
+    storage: Storage = prop(
+        "Where members keep their data; emptyDir unless persistentVolumeClaim is set.",
+        default_factory=Storage,
+    )
+    resources: JSONObject | None = prop(
+        "Compute resources (requests, limits) of the etcd container, as in a Pod spec.",
+        default=None,
+    )
+    pod_template: PodTemplate = prop(
+        "Overrides for the member pods.", default_factory=PodTemplate
+    )
+    paused: bool = prop(
+        "Stop reconciling members while true (status is still reported).",
+        default=False,
+        schema_default=False,
+    )
+
+    @classmethod
+    def from_dict(cls, data: object) -> EtcdClusterSpec:
+        """Read `.spec` as stored, with defaults; InvalidObject names each field of wrong type."""
+        return decode(cls, data, KIND, "spec")
+
+    @property
+    def image_ref(self) -> str:
+        """The image the members run: `<image>:v<version>`."""
+        return f"{self.image or DEFAULT_IMAGE}:v{self.version}"
+
+    def validate(self) -> list[FieldError]:
+        """Every field whose value the API server would reject, by path (e.g. `spec.size`)."""
+        return validate(self, "spec")
+
+
+# ---------------------------------------------------------------- status
+
+
+@api_type
+class MemberStatus:
+    """One member of the etcd cluster as last observed."""
+
+    name: str = prop("Member name (also its pod's name).")
+    id: str = prop("etcd member ID in hexadecimal; empty before the member is added.", default="")
+    version: str = prop("etcd version the member runs; empty when unknown.", default="")
+    ready: bool = prop("The member's pod is Ready and etcd answers healthy.", default=False)
+    is_leader: bool = prop("The member is the raft leader.", default=False)
+    is_learner: bool = prop(
+        "The member is a learner: it receives data but does not vote yet.", default=False
+    )
+
+
+@api_type
+class Condition:
+    """A condition in the standard Kubernetes shape."""
+
+    type: str = prop("Condition type: Available, Progressing, Degraded, EvenSize.")
+    status: str = prop('"True", "False" or "Unknown".', enum=("True", "False", "Unknown"))
+    reason: str = prop("One CamelCase word for machines and alerts.", default="")
+    message: str = prop("What happened and, when needed, what to do.", default="")
+    last_transition_time: str | None = prop(
+        "When status last changed.", default=None, string_format="date-time"
+    )
+    observed_generation: int = prop(
+        "metadata.generation the condition was computed for.", default=0, int_format="int64"
+    )
+
+
+@api_type
+class EtcdClusterStatus:
+    """The etcd cluster as the operator last observed it."""
+
+    phase: str = prop(
+        "Summary for humans: Creating, Running, Scaling, Upgrading, Healing, Degraded or Paused.",
+        default="",
+    )
+    observed_generation: int = prop(
+        "metadata.generation of the spec this status reflects.", default=0, int_format="int64"
+    )
+    cluster_id: str = prop(
+        "etcd cluster ID in hexadecimal, recorded once the cluster has formed and never cleared "
+        "(it tells a lost cluster from one not created yet).",
+        default="",
+        json_name="clusterID",
+    )
+    members: tuple[MemberStatus, ...] = prop(
+        "Members of the etcd cluster.", default=(), list_map_keys=("name",)
+    )
+    ready_members: int = prop("Number of Ready voting members.", default=0)
+    current_version: str = prop(
+        "Lowest etcd version among the members (the cluster runs at this version).", default=""
+    )
+    client_endpoints: tuple[str, ...] = prop(
+        "URLs clients connect to.", default=()
+    )
+    conditions: tuple[Condition, ...] = prop(
+        "Available, Progressing, Degraded and EvenSize.", default=(), list_map_keys=("type",)
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = encode(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> EtcdClusterStatus:
+        """The status as stored; an unreadable status reads as empty (we rewrite it anyway)."""
+        if not data:
+            return cls()
+        try:
+            return decode(cls, dict(data), KIND, "status")
+        except ValueError:
+            return cls()
+
+
+# ---------------------------------------------------------------- the object
+
+
+@dataclass(frozen=True)
+class EtcdCluster:
+    """An EtcdCluster object: the metadata we use, the typed spec and the last status."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: EtcdClusterSpec
+    status: EtcdClusterStatus
+    being_deleted: bool = False
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> EtcdCluster:
+        """Read an object as the API server returns it; InvalidObject names each bad field."""
+        meta = obj.get("metadata") or {}
+        spec = EtcdClusterSpec.from_dict(obj.get("spec"))
+        return cls(
+            name=str(meta.get("name", "")),
+            namespace=str(meta.get("namespace", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation", 0)),
+            spec=spec,
+            status=EtcdClusterStatus.from_dict(obj.get("status")),
+            being_deleted=bool(meta.get("deletionTimestamp")),
+        )
+
+    def validate(self) -> list[FieldError]:
+        return self.spec.validate()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"

@@ -1,0 +1,231 @@
+"""The EtcdCluster status, computed purely from a snapshot and the action planned for it.
+
+Conditions say what a person can act on: Degraded names the unhealthy member, Progressing names
+what the operator is doing or why it is stuck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus
+from etcdop.api.semver import parse_version
+from etcdop.operator.model import Member, Observed, quorum
+from etcdop.operator.planner import (
+    Action,
+    CreatePod,
+    DeletePod,
+    Done,
+    RemoveMember,
+    Wait,
+    describe,
+)
+
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+EVEN_SIZE = "EvenSize"
+
+STUCK_REASONS = frozenset(
+    {"QuorumLost", "ClusterLost", "QuorumGuard", "MemberUnhealthy", "NoLeaderCandidate",
+     "EtcdUnreachable"}
+)
+"""Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
+
+HEAL_REASONS = frozenset({"PodGone", "DataLost", "DataGone", "PodFailed", "PodMissing"})
+
+
+def compute_status(
+    o: Observed,
+    action: Action,
+    *,
+    generation: int,
+    now: str,
+    previous: EtcdClusterStatus,
+    client_endpoints: tuple[str, ...] = (),
+    cluster_id: str = "",
+) -> EtcdClusterStatus:
+    """The status to write after planning `action` for `o`; `now` is an RFC 3339 time."""
+    conditions = (
+        _available(o),
+        _progressing(action),
+        _degraded(o),
+        _even_size(o.spec.size),
+    )
+    stamped = tuple(
+        _stamp(c, previous, generation=generation, now=now) for c in conditions
+    )
+    members = _members(o)
+    return EtcdClusterStatus(
+        phase=phase(o, action, previous.phase),
+        observed_generation=generation,
+        cluster_id=cluster_id or previous.cluster_id,
+        members=members,
+        ready_members=sum(1 for m in members if m.ready and not m.is_learner),
+        current_version=_lowest_version(m.version for m in members),
+        client_endpoints=client_endpoints,
+        conditions=stamped,
+    )
+
+
+def phase(o: Observed, action: Action, previous: str) -> str:
+    """One word for the printer column; Creating and Healing last until the size is reached."""
+    if o.spec.paused:
+        return "Paused"
+    if o.members is None:
+        return "Degraded" if o.formed else "Creating"
+    voters = o.voters
+    if sum(v.healthy for v in voters) < quorum(len(voters)):
+        return "Degraded"
+    if isinstance(action, RemoveMember | CreatePod | DeletePod) and action.reason in HEAL_REASONS:
+        return "Healing"
+    if any(o.member_version(m) != o.spec.version for m in o.members):
+        return "Upgrading"
+    if len(voters) != o.spec.size or o.learners:
+        if len(voters) < o.spec.size and previous in ("Creating", "Healing"):
+            return previous
+        return "Scaling"
+    stuck = isinstance(action, Wait) and action.reason in STUCK_REASONS
+    if stuck or not all(v.healthy for v in voters):
+        return "Degraded"
+    return "Running"
+
+
+def _available(o: Observed) -> Condition:
+    if o.members is None:
+        if not o.formed:
+            return _cond(AVAILABLE, False, "Creating", "the first member is starting")
+        if not o.pods and not o.spec.uses_claims:
+            return _cond(
+                AVAILABLE, False, "ClusterLost",
+                "every member and its data is gone; restore from a backup (EtcdRestore) or "
+                "delete and re-create this EtcdCluster",
+            )
+        return _cond(AVAILABLE, False, "EtcdUnreachable", "no etcd member answers")
+    voters = o.voters
+    healthy = sum(1 for v in voters if v.healthy)
+    need = quorum(len(voters))
+    if healthy < need:
+        return _cond(
+            AVAILABLE, False, "QuorumLost",
+            f"{healthy} of {len(voters)} voting members are healthy; {need} are needed to serve "
+            f"writes. {_unhealthy_names(o)} must come back (or be restored from a backup)",
+        )
+    return _cond(
+        AVAILABLE, True, "QuorumHealthy",
+        f"{healthy} of {len(voters)} voting members are healthy (quorum {need})",
+    )
+
+
+def _progressing(action: Action) -> Condition:
+    match action:
+        case Done():
+            return _cond(PROGRESSING, False, "Reconciled", "the cluster matches its spec")
+        case Wait(reason="Paused", message=msg):
+            return _cond(PROGRESSING, False, "Paused", msg)
+        case Wait(reason=r, message=msg) if r in STUCK_REASONS:
+            return _cond(PROGRESSING, False, r, msg)
+        case _:
+            return _cond(PROGRESSING, True, action.reason, describe(action))
+
+
+def _degraded(o: Observed) -> Condition:
+    if o.members is None:
+        if not o.formed:
+            return _cond(DEGRADED, False, "Creating", "the first member is starting")
+        return _cond(DEGRADED, True, "EtcdUnreachable", "no etcd member answers")
+    voters = o.voters
+    healthy = sum(1 for v in voters if v.healthy)
+    if healthy < quorum(len(voters)):
+        return _cond(
+            DEGRADED, True, "QuorumLost",
+            f"{healthy} of {len(voters)} voting members are healthy: {_unhealthy_names(o)} "
+            "are not",
+        )
+    sick = [v for v in sorted(voters, key=lambda m: m.name) if not v.healthy]
+    if sick:
+        names = ", ".join(_member_label(v) for v in sick)
+        what = "is" if len(sick) == 1 else "are"
+        hint = (
+            "it is restarted on its claim"
+            if o.spec.uses_claims
+            else "a member whose pod or data is gone is replaced"
+        )
+        return _cond(
+            DEGRADED, True, "MemberUnhealthy", f"member {names} {what} unhealthy; {hint}"
+        )
+    return _cond(DEGRADED, False, "AllMembersHealthy", "every voting member is healthy")
+
+
+def _even_size(size: int) -> Condition:
+    if size % 2 == 0:
+        return _cond(
+            EVEN_SIZE, True, "EvenSize",
+            f"size {size} tolerates {(size - 1) // 2} failed member(s), no more than size "
+            f"{size - 1}, and needs a larger quorum; use an odd size ({size - 1} or {size + 1})",
+        )
+    return _cond(EVEN_SIZE, False, "OddSize", f"size {size} tolerates {(size - 1) // 2} failures")
+
+
+def _members(o: Observed) -> tuple[MemberStatus, ...]:
+    if o.members is None:
+        return tuple(
+            MemberStatus(name=p.name, version=p.version)
+            for p in sorted(o.pods, key=lambda p: p.name)
+        )
+    return tuple(
+        MemberStatus(
+            name=m.name,
+            id=f"{m.id:x}",
+            version=o.member_version(m),
+            ready=_ready(o, m),
+            is_leader=m.is_leader,
+            is_learner=m.is_learner,
+        )
+        for m in sorted(o.members, key=lambda m: (m.name, m.id))
+    )
+
+
+def _ready(o: Observed, m: Member) -> bool:
+    pod = o.pod(m.name)
+    alive = m.health.reachable if m.is_learner else m.healthy
+    return pod is not None and pod.ready and pod.running and alive
+
+
+def _lowest_version(versions: Iterable[str]) -> str:
+    parsed = []
+    for v in versions:
+        try:
+            parsed.append(parse_version(v))
+        except ValueError:
+            continue
+    return str(min(parsed)) if parsed else ""
+
+
+def _unhealthy_names(o: Observed) -> str:
+    sick = [_member_label(v) for v in sorted(o.voters, key=lambda m: m.name) if not v.healthy]
+    return ", ".join(sick) or "no member"
+
+
+def _member_label(m: Member) -> str:
+    why = "unreachable" if not m.health.reachable else "failing health checks"
+    return f"{m.name or format(m.id, 'x')} ({why})"
+
+
+def _cond(type_: str, status: bool, reason: str, message: str) -> Condition:
+    return Condition(type=type_, status="True" if status else "False", reason=reason,
+                     message=message)
+
+
+def _stamp(c: Condition, previous: EtcdClusterStatus, *, generation: int, now: str) -> Condition:
+    """Keep lastTransitionTime when the status did not change (the Kubernetes convention)."""
+    before = next((p for p in previous.conditions if p.type == c.type), None)
+    since = before.last_transition_time if before and before.status == c.status else None
+    return Condition(
+        type=c.type,
+        status=c.status,
+        reason=c.reason,
+        message=c.message,
+        last_transition_time=since or now,
+        observed_generation=generation,
+    )

@@ -1,0 +1,167 @@
+"""What the planner sees: one snapshot of the world, gathered by the reconciler's I/O shell.
+
+Everything is a frozen value so that a plan depends on nothing but this snapshot. The shell fills
+it from the informer cache (pods, claims, the EtcdCluster), the etcd member list, and one status
+call per member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from etcdop.api.etcdcluster import EtcdClusterSpec
+
+InitialClusterState = Literal["new", "existing"]
+
+CATCH_UP_MAX_LAG = 1000
+"""A learner within this many raft entries of the leader is caught up and may be promoted."""
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class MemberPod:
+    """A pod the operator created for a member (pod name == member name)."""
+
+    name: str
+    phase: PodPhase = PodPhase.RUNNING
+    ready: bool = False
+    deleting: bool = False
+    """metadata.deletionTimestamp is set."""
+    initial_cluster_state: InitialClusterState = "existing"
+    """From the pod's annotation: "new" only for the seed of a new cluster."""
+    version: str = ""
+    """etcd version the pod runs (the tag of its image)."""
+    data_lost: bool = False
+    """The pod reports that the member's data directory is gone (empty after it had data)."""
+
+    @property
+    def running(self) -> bool:
+        return self.phase is PodPhase.RUNNING and not self.deleting
+
+    @property
+    def finished(self) -> bool:
+        """The pod will never run again (evicted, or its containers exited for good)."""
+        return self.phase in (PodPhase.FAILED, PodPhase.SUCCEEDED)
+
+
+@dataclass(frozen=True)
+class MemberHealth:
+    """The member's answer to a status call; the default is "did not answer"."""
+
+    reachable: bool = False
+    healthy: bool = False
+    is_leader: bool = False
+    raft_index: int = 0
+    version: str = ""
+
+
+UNREACHABLE = MemberHealth()
+
+
+@dataclass(frozen=True)
+class Member:
+    """An entry of the etcd member list."""
+
+    id: int
+    name: str
+    """The pod name, from the member's peer URL (empty when the URL is not one of ours)."""
+    peer_urls: tuple[str, ...] = ()
+    is_learner: bool = False
+    started: bool = True
+    """etcd reports a member's name only once it has started; an added member that never ran
+    (the operator stopped between adding it and creating its pod) has started == False."""
+    health: MemberHealth = UNREACHABLE
+
+    @property
+    def healthy(self) -> bool:
+        return self.health.reachable and self.health.healthy
+
+    @property
+    def is_leader(self) -> bool:
+        return self.health.reachable and self.health.is_leader
+
+
+@dataclass(frozen=True)
+class DesiredSpec:
+    """The parts of the EtcdCluster spec the planner decides on."""
+
+    size: int
+    version: str
+    paused: bool = False
+    uses_claims: bool = False
+    """Member data lives on PersistentVolumeClaims (one per member, named like the member)."""
+
+    @classmethod
+    def of(cls, spec: EtcdClusterSpec) -> DesiredSpec:
+        return cls(
+            size=spec.size,
+            version=spec.version,
+            paused=spec.paused,
+            uses_claims=spec.storage.uses_claims,
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One snapshot of an EtcdCluster's world."""
+
+    cluster: str
+    spec: DesiredSpec
+    pods: tuple[MemberPod, ...] = ()
+    members: tuple[Member, ...] | None = None
+    """The etcd member list; None when no member answered (not created yet, or quorum lost)."""
+    claims: frozenset[str] = field(default_factory=frozenset)
+    """Names of the members whose data claim exists (empty with emptyDir storage)."""
+    bootstrapped: bool = False
+    """The cluster formed at some time (status.clusterID is set). Tells a cluster whose members
+    are all gone from one not created yet."""
+    next_member_name: str = ""
+    """The name the next new member gets, chosen by the shell (e.g. `<cluster>-<5 random>`)."""
+
+    def pod(self, name: str) -> MemberPod | None:
+        return next((p for p in self.pods if p.name == name), None)
+
+    @property
+    def voters(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members or () if not m.is_learner)
+
+    @property
+    def learners(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members or () if m.is_learner)
+
+    @property
+    def leader(self) -> Member | None:
+        return next((m for m in self.voters if m.is_leader), None)
+
+    @property
+    def formed(self) -> bool:
+        """The cluster exists or existed: recorded in status, or a pod was made to join it."""
+        return self.bootstrapped or any(p.initial_cluster_state == "existing" for p in self.pods)
+
+    def member_version(self, m: Member) -> str:
+        """The version a member runs: its pod's image tag, else what etcd reports."""
+        pod = self.pod(m.name)
+        return pod.version if pod is not None and pod.version else m.health.version
+
+
+def quorum(voters: int) -> int:
+    """Votes needed for raft to make progress with this many voting members."""
+    return voters // 2 + 1
+
+
+def caught_up(learner: Member, leader: Member) -> bool:
+    """The learner has (nearly) all of the leader's log, so promoting it cannot stall raft."""
+    return (
+        learner.health.reachable
+        and leader.health.reachable
+        and leader.health.raft_index - learner.health.raft_index <= CATCH_UP_MAX_LAG
+    )

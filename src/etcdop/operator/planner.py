@@ -1,0 +1,350 @@
+"""The pure planner: one observed snapshot in, the one next action out.
+
+Safety lives here, not in the I/O shell, so that it can be tested exhaustively:
+
+- one membership change at a time: no add while a learner exists, an added member has no
+  running pod, or a voter is unhealthy; no voter removed while a learner exists;
+- every membership change needs a quorum of healthy voters and a leader now, and never leaves
+  fewer than a quorum of healthy voters after it;
+- new members join as learners and are promoted only once caught up with the leader;
+- leadership moves away before the leader is removed;
+- scale-down removes unhealthy members first, then outdated ones, then followers;
+- a member's data is only given up when it is already gone (pod gone with emptyDir, claim gone,
+  data reported lost): with a claim, a deleted pod is re-created on the same claim.
+
+Nothing is remembered between plans: an operator killed between any two actions finds the
+world in a state this function handles (an added member without a pod gets its pod next).
+
+How the shell carries out each action (all must be idempotent: they may be repeated):
+
+- `Bootstrap(member)`: create the seed pod `member` (and its claim) with
+  `initial-cluster-state=new` and an initial cluster of itself alone (pod annotation
+  `initial-cluster-state: new`); record status.clusterID once the member list is readable.
+- `AddLearner(member)`: MemberAddAsLearner with the member's peer URL
+  (`http://<member>.<cluster>-peer.<ns>.svc:2380`); the pod comes with the next plan.
+- `CreatePod(member, state)`: create the member's pod (and claim, when storage uses claims) with
+  `initial-cluster-state=<state>`; the initial cluster is the current member list. 409 = done.
+- `PromoteLearner(member_id)`: MemberPromote; etcd refuses while not in sync (retry later).
+- `RemoveMember(member_id)`: MemberRemove; the pod and claim are cleaned by later plans.
+- `DeletePod(member)` / `DeleteClaim(member)`: delete; 404 = done.
+- `MoveLeader(from_id, to_id)`: MoveLeader called on the current leader.
+- `Wait(reason, message)`: nothing to do now; requeue (the reason goes to status and events).
+- `Done`: the world is as asked; requeue at the resync period only.
+
+What the shell must guarantee about the snapshot:
+
+- the pod cache has seen the shell's own previous writes (or is a fresh list), so that a pod it
+  just created is not taken for a missing one;
+- the member list is a linearizable read (MemberList with linearizable=true, etcd >= 3.5), so
+  that a lagging member that has not applied an add yet cannot make a new pod look orphaned;
+- `Member.name` comes from the peer URL, not from etcd's name field (empty until started).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from etcdop.operator.model import (
+    InitialClusterState,
+    Member,
+    MemberPod,
+    Observed,
+    caught_up,
+    quorum,
+)
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    member: str
+    reason: str = "Bootstrap"
+
+
+@dataclass(frozen=True)
+class AddLearner:
+    member: str
+    reason: str = "ScaleUp"
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    member: str
+    initial_cluster_state: InitialClusterState
+    reason: str = "PodMissing"
+
+
+@dataclass(frozen=True)
+class PromoteLearner:
+    member_id: int
+    member: str
+    reason: str = "LearnerCaughtUp"
+
+
+@dataclass(frozen=True)
+class RemoveMember:
+    member_id: int
+    member: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    member: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeleteClaim:
+    member: str
+    reason: str = "NotAMember"
+
+
+@dataclass(frozen=True)
+class MoveLeader:
+    from_id: int
+    to_id: int
+    reason: str = "LeaderToBeRemoved"
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    reason: str = "Reconciled"
+
+
+Action = (
+    Bootstrap
+    | AddLearner
+    | CreatePod
+    | PromoteLearner
+    | RemoveMember
+    | DeletePod
+    | DeleteClaim
+    | MoveLeader
+    | Wait
+    | Done
+)
+MembershipChange = AddLearner | PromoteLearner | RemoveMember
+
+
+def describe(action: Action) -> str:
+    """One line for logs and events."""
+    match action:
+        case Bootstrap(member=m):
+            return f"bootstrap a new cluster with seed member {m}"
+        case AddLearner(member=m):
+            return f"add member {m} as a learner"
+        case CreatePod(member=m, initial_cluster_state=s):
+            return f"create the pod of member {m} (initial-cluster-state={s})"
+        case PromoteLearner(member=m, member_id=i):
+            return f"promote learner {m} ({i:x}) to a voting member"
+        case RemoveMember(member=m, member_id=i, reason=r):
+            return f"remove member {m or '?'} ({i:x}) from the cluster: {r}"
+        case DeletePod(member=m, reason=r):
+            return f"delete pod {m}: {r}"
+        case DeleteClaim(member=m, reason=r):
+            return f"delete the data claim of {m}: {r}"
+        case MoveLeader(from_id=f, to_id=t):
+            return f"move leadership from {f:x} to {t:x}"
+        case Wait(message=msg):
+            return msg
+        case Done():
+            return "nothing to do"
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def plan(o: Observed) -> Action:
+    """The one next action that moves the world toward `o.spec` safely."""
+    if o.spec.paused:
+        return Wait("Paused", "spec.paused is true; set it to false to resume reconciling")
+    terminating = sorted(p.name for p in o.pods if p.deleting)
+    if terminating:
+        return Wait("PodTerminating", f"waiting for pod {terminating[0]} to terminate")
+    if o.members is None:
+        return _without_membership(o)
+    return _with_membership(o, o.members)
+
+
+def _without_membership(o: Observed) -> Action:
+    """No member answered: create the cluster, wait for it, or restart members on their data."""
+    if not o.formed:
+        if not o.pods:
+            return _fresh_name(o) or Bootstrap(o.next_member_name)
+        seeds = sorted(o.pods, key=lambda p: p.name)
+        if len(seeds) > 1:
+            # Two seeds would be two clusters: keep the first by name.
+            return DeletePod(seeds[-1].name, "DuplicateSeed")
+        if seeds[0].finished:
+            return DeletePod(seeds[0].name, "SeedFailed")
+        return Wait("SeedStarting", f"waiting for the first member {seeds[0].name} to start")
+    if o.spec.uses_claims:
+        for p in sorted(o.pods, key=lambda p: p.name):
+            if p.finished and p.name in o.claims:
+                return DeletePod(p.name, "PodFailed")  # re-created on its claim next
+        names = {p.name for p in o.pods}
+        for c in sorted(o.claims - names):
+            return CreatePod(c, "existing", reason="PodMissing")
+    if not o.pods:
+        return Wait(
+            "ClusterLost",
+            "every member and its data is gone; restore from a backup (EtcdRestore) or delete "
+            "and re-create this EtcdCluster",
+        )
+    return Wait("EtcdUnreachable", "no etcd member answers; waiting for the member pods")
+
+
+def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
+    by_name = {m.name: m for m in members if m.name}
+    pods = {p.name: p for p in o.pods}
+    ordered = sorted(members, key=lambda m: (m.name, m.id))
+
+    # Restore members that need no membership change: no quorum needed for these.
+    for m in ordered:
+        if not m.name or m.name in pods:
+            continue
+        if not m.started:
+            return CreatePod(m.name, "existing", reason="MemberAdded")
+        if o.spec.uses_claims and m.name in o.claims:
+            return CreatePod(m.name, "existing", reason="PodMissing")
+    if o.spec.uses_claims:
+        for m in ordered:
+            pod = pods.get(m.name)
+            if pod is not None and pod.finished and m.name in o.claims and not pod.data_lost:
+                return DeletePod(m.name, "PodFailed")  # re-created on its claim next
+
+    voters = o.voters
+    healthy = [v for v in voters if v.healthy]
+    if not voters or len(healthy) < quorum(len(voters)):
+        return Wait(
+            "QuorumLost",
+            f"only {len(healthy)} of {len(voters)} voting members are healthy; a quorum of "
+            f"{quorum(len(voters))} is needed before membership can change",
+        )
+    leader = o.leader
+    if leader is None:
+        return Wait("NoLeader", "waiting for the members to elect a leader")
+
+    # Clean what is not a member. The member list came with a quorum, so it is current.
+    for p in sorted(o.pods, key=lambda p: p.name):
+        if p.name not in by_name:
+            return DeletePod(p.name, "NotAMember")
+    for c in sorted(o.claims):
+        if c not in by_name and c not in pods:
+            return DeleteClaim(c)
+
+    lost = {m.id: reason for m in members if (reason := _lost(o, m, pods.get(m.name)))}
+
+    # A learner is dealt with before anything else changes membership.
+    for learner in sorted(o.learners, key=lambda m: (m.name, m.id)):
+        pod = pods.get(learner.name)
+        if learner.id in lost:
+            return RemoveMember(learner.id, learner.name, lost[learner.id])
+        if pod is None:  # not reached: such a learner is lost or got its pod above
+            return Wait("PodStarting", f"waiting for the pod of learner {learner.name}")
+        if pod.version and pod.version != o.spec.version:
+            return RemoveMember(learner.id, learner.name, "LearnerOutdated")
+        if not _want_more_voters(o):
+            return RemoveMember(learner.id, learner.name, "LearnerNotNeeded")
+        if not pod.running:
+            return Wait("PodStarting", f"waiting for the pod of learner {learner.name} to run")
+        if not caught_up(learner, leader):
+            return Wait("LearnerCatchingUp", f"learner {learner.name} is catching up")
+        return PromoteLearner(learner.id, learner.name)
+
+    # Voters whose data is gone are removed (and replaced by the scale-up below).
+    for v in sorted(voters, key=lambda m: (m.name, m.id)):
+        if v.id in lost:
+            return _remove_voter(o, v, lost[v.id])
+
+    outdated = [v for v in voters if o.member_version(v) != o.spec.version]
+    if len(voters) > o.spec.size:
+        victim = min(
+            voters,
+            key=lambda v: (v.healthy, v not in outdated, v.is_leader, v.name, v.id),
+        )
+        return _remove_voter(o, victim, "Outdated" if victim in outdated else "ScaleDown")
+    if len(voters) < o.spec.size or outdated:
+        blocker = _add_blocker(o, voters, pods)
+        if blocker is not None:
+            return blocker
+        reason = "ScaleUp" if len(voters) < o.spec.size else "Upgrade"
+        return _fresh_name(o) or AddLearner(o.next_member_name, reason=reason)
+    return Done()
+
+
+def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
+    """Why a member can never serve again with its data, or None."""
+    if not m.name:
+        return "UnknownMember"
+    if pod is None:
+        if not m.started:
+            return None
+        if o.spec.uses_claims:
+            return None if m.name in o.claims else "DataGone"
+        return "PodGone"
+    if pod.data_lost:
+        return "DataLost"
+    if pod.finished and not o.spec.uses_claims:
+        return "PodFailed"
+    return None
+
+
+def _want_more_voters(o: Observed) -> bool:
+    voters = o.voters
+    return len(voters) < o.spec.size or any(
+        o.member_version(v) != o.spec.version for v in voters
+    )
+
+
+def _remove_voter(o: Observed, victim: Member, reason: str) -> Action:
+    voters = o.voters
+    if victim.is_leader:
+        others = [v for v in voters if v.id != victim.id and v.healthy]
+        if not others:
+            return Wait("NoLeaderCandidate", f"no healthy member to take over from {victim.name}")
+        target = min(
+            others, key=lambda v: (o.member_version(v) != o.spec.version, v.name, v.id)
+        )
+        return MoveLeader(victim.id, target.id)
+    healthy_after = sum(1 for v in voters if v.healthy and v.id != victim.id)
+    if healthy_after < quorum(len(voters) - 1):
+        return Wait(
+            "QuorumGuard",
+            f"removing {victim.name} would leave {healthy_after} healthy of "
+            f"{len(voters) - 1} voting members, fewer than a quorum",
+        )
+    return RemoveMember(victim.id, victim.name, reason)
+
+
+def _add_blocker(
+    o: Observed, voters: tuple[Member, ...], pods: dict[str, MemberPod]
+) -> Wait | None:
+    """Why a member cannot be added now (the previous change has not settled), or None."""
+    for m in sorted(o.members or (), key=lambda m: m.name):
+        pod = pods.get(m.name)
+        if pod is None or not pod.running or not m.started:
+            return Wait("PodStarting", f"waiting for member {m.name} to start")
+    hint = (
+        "check its logs" if o.spec.uses_claims else "delete its pod to have it replaced"
+    )
+    for v in sorted(voters, key=lambda m: m.name):
+        if not v.healthy:
+            return Wait("MemberUnhealthy", f"member {v.name} is unhealthy; {hint}")
+    return None
+
+
+def _fresh_name(o: Observed) -> Wait | None:
+    """A Wait when the shell's proposed member name is unusable (empty or taken)."""
+    taken = {p.name for p in o.pods} | {m.name for m in o.members or ()} | set(o.claims)
+    if not o.next_member_name or o.next_member_name in taken:
+        return Wait("NameTaken", f"member name {o.next_member_name!r} is taken; retrying")
+    return None

@@ -1,0 +1,299 @@
+"""The planner on hand-written situations: each names the rule it pins down."""
+
+from __future__ import annotations
+
+from etcdop.operator.model import (
+    DesiredSpec,
+    Member,
+    MemberHealth,
+    MemberPod,
+    Observed,
+    PodPhase,
+)
+from etcdop.operator.planner import (
+    Action,
+    AddLearner,
+    Bootstrap,
+    CreatePod,
+    DeleteClaim,
+    DeletePod,
+    Done,
+    MoveLeader,
+    PromoteLearner,
+    RemoveMember,
+    Wait,
+    describe,
+    plan,
+)
+
+V = "3.6.16"
+OLD = "3.5.35"
+
+
+def healthy(leader: bool = False, index: int = 5000, version: str = V) -> MemberHealth:
+    return MemberHealth(
+        reachable=True, healthy=True, is_leader=leader, raft_index=index, version=version
+    )
+
+
+def voter(n: int, leader: bool = False, **kw: object) -> Member:
+    return Member(id=n, name=f"demo-{n}", health=healthy(leader), **kw)  # type: ignore[arg-type]
+
+
+def pod(n: int, **kw: object) -> MemberPod:
+    defaults: dict[str, object] = {"phase": PodPhase.RUNNING, "ready": True, "version": V}
+    defaults.update(kw)
+    return MemberPod(name=f"demo-{n}", **defaults)  # type: ignore[arg-type]
+
+
+def world(
+    members: list[Member] | None,
+    pods: list[MemberPod],
+    size: int = 3,
+    version: str = V,
+    claims: set[str] | None = None,
+    bootstrapped: bool = True,
+    paused: bool = False,
+) -> Observed:
+    return Observed(
+        cluster="demo",
+        spec=DesiredSpec(size=size, version=version, paused=paused, uses_claims=claims is not None),
+        pods=tuple(pods),
+        members=None if members is None else tuple(members),
+        claims=frozenset(claims or ()),
+        bootstrapped=bootstrapped,
+        next_member_name="demo-new",
+    )
+
+
+def healthy_three(**kw: object) -> Observed:
+    return world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1), pod(2), pod(3)],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_new_cluster_starts_from_one_seed() -> None:
+    assert plan(world(None, [], bootstrapped=False)) == Bootstrap("demo-new")
+
+
+def test_the_seed_is_waited_for_not_duplicated() -> None:
+    seed = pod(1, phase=PodPhase.PENDING, initial_cluster_state="new", ready=False)
+    action = plan(world(None, [seed], bootstrapped=False))
+    assert isinstance(action, Wait) and action.reason == "SeedStarting"
+
+
+def test_a_failed_seed_is_deleted_so_bootstrap_can_retry() -> None:
+    seed = pod(1, phase=PodPhase.FAILED, initial_cluster_state="new")
+    assert plan(world(None, [seed], bootstrapped=False)) == DeletePod("demo-1", "SeedFailed")
+
+
+def test_the_cluster_grows_one_learner_at_a_time() -> None:
+    action = plan(world([voter(1, leader=True)], [pod(1)]))
+    assert action == AddLearner("demo-new", reason="ScaleUp")
+
+
+def test_an_added_member_without_pod_gets_its_pod_not_a_second_add() -> None:
+    # The operator died between MemberAddAsLearner and creating the pod.
+    added = Member(id=9, name="demo-9", is_learner=True, started=False)
+    action = plan(world([voter(1, leader=True), added], [pod(1)]))
+    assert action == CreatePod("demo-9", "existing", reason="MemberAdded")
+
+
+def test_a_learner_is_promoted_only_when_caught_up() -> None:
+    behind = Member(
+        id=9, name="demo-9", is_learner=True,
+        health=MemberHealth(reachable=True, raft_index=10),
+    )
+    waiting = plan(world([voter(1, leader=True), behind], [pod(1), pod(9)]))
+    assert isinstance(waiting, Wait) and waiting.reason == "LearnerCatchingUp"
+    level = Member(
+        id=9, name="demo-9", is_learner=True,
+        health=MemberHealth(reachable=True, raft_index=4990),
+    )
+    assert plan(world([voter(1, leader=True), level], [pod(1), pod(9)])) == PromoteLearner(
+        9, "demo-9"
+    )
+
+
+def test_no_add_while_a_member_pod_is_not_running() -> None:
+    action = plan(
+        world([voter(1, leader=True), voter(2)], [pod(1), pod(2, phase=PodPhase.PENDING)])
+    )
+    assert isinstance(action, Wait) and action.reason == "PodStarting"
+
+
+def test_a_healthy_cluster_of_the_right_size_is_done() -> None:
+    assert plan(healthy_three()) == Done()
+
+
+def test_paused_waits_whatever_the_state() -> None:
+    action = plan(world(None, [], paused=True, bootstrapped=False))
+    assert isinstance(action, Wait) and action.reason == "Paused"
+
+
+def test_scale_down_removes_a_follower_not_the_leader() -> None:
+    action = plan(healthy_three(size=1))
+    assert action == RemoveMember(2, "demo-2", "ScaleDown")
+
+
+def test_scale_down_removes_unhealthy_members_first() -> None:
+    sick = Member(id=2, name="demo-2", health=MemberHealth(reachable=True, healthy=False))
+    five = world(
+        [voter(1, leader=True), sick, voter(3), voter(4), voter(5)],
+        [pod(i) for i in range(1, 6)],
+    )
+    assert plan(five) == RemoveMember(2, "demo-2", "ScaleDown")
+
+
+def test_leadership_moves_before_the_leader_is_removed() -> None:
+    # Upgrade: the leader is the last old member; it must hand over before it goes.
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3), voter(4)],
+        [pod(1, version=OLD), pod(2), pod(3), pod(4)],
+    )
+    assert plan(obs) == MoveLeader(1, 2)
+
+
+def test_removal_that_would_lose_quorum_waits() -> None:
+    down = Member(id=2, name="demo-2")
+    obs = world([voter(1, leader=True), down, voter(3)], [pod(1), pod(2), pod(3)], size=2)
+    # The unhealthy member goes first: removing it keeps 2 of 2 healthy.
+    assert plan(obs) == RemoveMember(2, "demo-2", "ScaleDown")
+    obs = world(
+        [voter(1, leader=True), down, Member(id=3, name="demo-3"), voter(4)],
+        [pod(1), pod(2), pod(3), pod(4)],
+        size=3,
+    )
+    # 2 healthy of 4: quorum 3 is not met, nothing may change.
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "QuorumLost"
+
+
+def test_emptydir_member_whose_pod_is_gone_is_removed_then_replaced() -> None:
+    obs = world([voter(1, leader=True), Member(id=2, name="demo-2"), voter(3)], [pod(1), pod(3)])
+    assert plan(obs) == RemoveMember(2, "demo-2", "PodGone")
+    after = world([voter(1, leader=True), voter(3)], [pod(1), pod(3)])
+    assert plan(after) == AddLearner("demo-new", reason="ScaleUp")
+
+
+def test_claim_member_whose_pod_is_gone_gets_its_pod_back() -> None:
+    obs = world(
+        [voter(1, leader=True), Member(id=2, name="demo-2"), voter(3)],
+        [pod(1), pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"},
+    )
+    assert plan(obs) == CreatePod("demo-2", "existing", reason="PodMissing")
+
+
+def test_claim_member_whose_claim_is_gone_is_removed() -> None:
+    obs = world(
+        [voter(1, leader=True), Member(id=2, name="demo-2"), voter(3)],
+        [pod(1), pod(3)],
+        claims={"demo-1", "demo-3"},
+    )
+    assert plan(obs) == RemoveMember(2, "demo-2", "DataGone")
+
+
+def test_wiped_data_removes_the_member_even_with_a_claim() -> None:
+    obs = world(
+        [voter(1, leader=True), Member(id=2, name="demo-2"), voter(3)],
+        [pod(1), pod(2, data_lost=True), pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"},
+    )
+    assert plan(obs) == RemoveMember(2, "demo-2", "DataLost")
+
+
+def test_orphan_pods_and_claims_are_cleaned() -> None:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1), pod(2), pod(3), pod(7)],
+        claims={"demo-1", "demo-2", "demo-3", "demo-7", "demo-8"},
+    )
+    assert plan(obs) == DeletePod("demo-7", "NotAMember")
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1), pod(2), pod(3)],
+        claims={"demo-1", "demo-2", "demo-3", "demo-8"},
+    )
+    assert plan(obs) == DeleteClaim("demo-8")
+
+
+def test_no_voter_is_removed_while_a_learner_exists() -> None:
+    learner = Member(
+        id=9, name="demo-9", is_learner=True, health=MemberHealth(reachable=True, raft_index=1)
+    )
+    obs = world(
+        [voter(1, leader=True), Member(id=2, name="demo-2"), voter(3), learner],
+        [pod(1), pod(3), pod(9)],
+    )
+    action = plan(obs)
+    # demo-2's pod is gone, but the learner settles first (catching up here).
+    assert isinstance(action, Wait) and action.reason == "LearnerCatchingUp"
+
+
+def test_a_learner_left_over_from_a_cancelled_scale_up_is_removed() -> None:
+    learner = Member(
+        id=9, name="demo-9", is_learner=True, health=MemberHealth(reachable=True, raft_index=1)
+    )
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3), learner], [pod(i) for i in (1, 2, 3, 9)]
+    )
+    assert plan(obs) == RemoveMember(9, "demo-9", "LearnerNotNeeded")
+
+
+def test_upgrade_adds_a_new_member_before_removing_an_old_one() -> None:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1, version=OLD), pod(2, version=OLD), pod(3, version=OLD)],
+    )
+    assert plan(obs) == AddLearner("demo-new", reason="Upgrade")
+    surged = world(
+        [voter(1, leader=True), voter(2), voter(3), voter(4)],
+        [pod(1, version=OLD), pod(2, version=OLD), pod(3, version=OLD), pod(4)],
+    )
+    assert plan(surged) == RemoveMember(2, "demo-2", "Outdated")
+
+
+def test_all_members_lost_with_emptydir_asks_for_a_restore() -> None:
+    action = plan(world(None, []))
+    assert isinstance(action, Wait) and action.reason == "ClusterLost"
+    assert "EtcdRestore" in action.message
+
+
+def test_all_pods_lost_with_claims_restarts_members_on_their_claims() -> None:
+    obs = world(None, [], claims={"demo-1", "demo-2", "demo-3"})
+    assert plan(obs) == CreatePod("demo-1", "existing", reason="PodMissing")
+
+
+def test_a_terminating_pod_is_waited_for() -> None:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)], [pod(1), pod(2, deleting=True), pod(3)]
+    )
+    action = plan(obs)
+    assert isinstance(action, Wait) and "demo-2" in action.message
+
+
+def test_a_taken_member_name_is_never_added() -> None:
+    obs = Observed(
+        cluster="demo",
+        spec=DesiredSpec(size=2, version=V),
+        pods=(pod(1),),
+        members=(voter(1, leader=True),),
+        bootstrapped=True,
+        next_member_name="demo-1",
+    )
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "NameTaken"
+
+
+def test_every_action_describes_itself() -> None:
+    actions: list[Action] = [
+        Bootstrap("a"), AddLearner("a"), CreatePod("a", "new"), PromoteLearner(1, "a"),
+        RemoveMember(255, "a", "ScaleDown"), DeletePod("a", "x"), DeleteClaim("a"),
+        MoveLeader(1, 2), Wait("R", "waiting"), Done(),
+    ]
+    texts = [describe(a) for a in actions]
+    assert all(texts) and len(set(texts)) == len(texts)
+    assert "ff" in describe(RemoveMember(255, "a", "ScaleDown"))
