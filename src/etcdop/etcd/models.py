@@ -1,0 +1,112 @@
+"""Plain results of etcd calls, so nothing outside this package sees protobuf messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of the membership. NAME is empty until the member has started once."""
+
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+    @property
+    def hex_id(self) -> str:
+        """The ID as etcdctl and etcd's logs print it."""
+        return f"{self.id:x}"
+
+    @classmethod
+    def from_proto(cls, m: Any) -> Member:
+        return cls(
+            id=int(m.ID),
+            name=str(m.name),
+            peer_urls=tuple(str(u) for u in m.peerURLs),
+            client_urls=tuple(str(u) for u in m.clientURLs),
+            is_learner=bool(m.isLearner),
+        )
+
+
+@dataclass(frozen=True)
+class MemberAdded:
+    """What MemberAdd returns: the new member and the membership including it."""
+
+    member: Member
+    members: tuple[Member, ...]
+
+    def initial_cluster(self, name: str) -> str:
+        """The --initial-cluster value the new member (to be started as NAME) needs."""
+        return initial_cluster(self.members, self.member.id, name)
+
+
+def initial_cluster(members: Iterable[Member], new_id: int, new_name: str) -> str:
+    """`name=peer_url,...` for a member joining with --initial-cluster-state=existing.
+
+    Every other member must have a name (it started); an unnamed one means an earlier add never
+    finished, and the joining member would be refused, so that is an error here.
+    """
+    parts: list[str] = []
+    for m in members:
+        name = new_name if m.id == new_id else m.name
+        if not name:
+            raise ValueError(
+                f"member {m.hex_id} ({', '.join(m.peer_urls)}) has no name: it was added but never "
+                "started; start or remove it before adding another member"
+            )
+        parts.extend(f"{name}={url}" for url in m.peer_urls)
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class Status:
+    """One member's own view (Maintenance.Status): what the planner needs to judge it."""
+
+    endpoint: str
+    member_id: int
+    leader_id: int  # 0: this member knows no leader
+    version: str
+    storage_version: str  # "" before 3.6
+    raft_index: int
+    raft_term: int
+    raft_applied_index: int
+    db_size: int
+    db_size_in_use: int
+    is_learner: bool
+    errors: tuple[str, ...]
+
+    @property
+    def is_leader(self) -> bool:
+        return self.member_id != 0 and self.member_id == self.leader_id
+
+    @classmethod
+    def from_proto(cls, endpoint: str, s: Any) -> Status:
+        return cls(
+            endpoint=endpoint,
+            member_id=int(s.header.member_id),
+            leader_id=int(s.leader),
+            version=str(s.version),
+            storage_version=str(s.storageVersion),
+            raft_index=int(s.raftIndex),
+            raft_term=int(s.raftTerm),
+            raft_applied_index=int(s.raftAppliedIndex),
+            db_size=int(s.dbSize),
+            db_size_in_use=int(s.dbSizeInUse),
+            is_learner=bool(s.isLearner),
+            errors=tuple(str(e) for e in s.errors),
+        )
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a member serves reads now; REASON says why not (etcd's words) when it does not."""
+
+    endpoint: str
+    healthy: bool
+    took: float  # seconds
+    reason: str = ""
