@@ -13,7 +13,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etcdop", description=__doc__)
     parser.add_argument("--version", action="version", version=f"etcdop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("operator", help="run the operator (reconciles EtcdCluster objects)")
+    op = sub.add_parser("operator", help="run the operator (reconciles EtcdCluster objects)")
+    from etcdop.operator.main import add_arguments
+
+    add_arguments(op)
     sub.add_parser("agent", help="run the sidecar agent beside an etcd member")
     return parser
 
@@ -24,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "operator":
+        from etcdop.operator.main import main as operator_main
+
+        return operator_main(args)
     print(f"etcdop {args.command}: not implemented yet", file=sys.stderr)
     return 1
 

@@ -68,6 +68,7 @@ class Status:
     """One member's own view (Maintenance.Status): what the planner needs to judge it."""
 
     endpoint: str
+    cluster_id: int
     member_id: int
     leader_id: int  # 0: this member knows no leader
     version: str
@@ -88,6 +89,7 @@ class Status:
     def from_proto(cls, endpoint: str, s: Any) -> Status:
         return cls(
             endpoint=endpoint,
+            cluster_id=int(s.header.cluster_id),
             member_id=int(s.header.member_id),
             leader_id=int(s.leader),
             version=str(s.version),

@@ -1,0 +1,168 @@
+"""`etcdop operator`: caches, work queue and workers, started only while this replica leads."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from typing import Any
+
+import kr8s.asyncio
+from prometheus_client import start_http_server
+
+from etcdop import logs
+from etcdop.api import GROUP, KIND
+from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, KubeClient
+from etcdop.kube.events import EventRecorder
+from etcdop.kube.informer import Informer, enqueue_by_label, enqueue_object
+from etcdop.kube.leader import LeaderElector
+from etcdop.kube.workqueue import WorkQueue, run_workers
+from etcdop.operator import manifests, metrics
+from etcdop.operator.cluster import ETCDCLUSTERS, Caches, ClusterReconciler
+from etcdop.operator.model import Observed
+from etcdop.operator.planner import Action
+
+log = logging.getLogger("etcdop.operator")
+
+MANAGED = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                   help="kubeconfig file (default: $KUBECONFIG, else in-cluster credentials)")
+    p.add_argument("--namespace", default=None,
+                   help="watch only this namespace (default: all namespaces)")
+    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                   help="namespace of the leader-election Lease (default: $POD_NAMESPACE "
+                        "or 'default')")
+    p.add_argument("--lease-name", default="etcdop-operator", help="the Lease's name")
+    p.add_argument("--id", default=None,
+                   help="leader-election identity (default: hostname plus a random suffix)")
+    p.add_argument("--workers", type=int, default=4, help="concurrent reconciles (default 4)")
+    p.add_argument("--metrics-port", type=int, default=8080,
+                   help="port of the Prometheus /metrics endpoint (0 disables it)")
+    p.add_argument("--metrics-address", default="0.0.0.0")
+    p.add_argument("--cluster-domain", default="cluster.local",
+                   help="the Kubernetes cluster's DNS domain (default cluster.local)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _record_members(ec: Any, o: Observed) -> None:
+    counts = dict.fromkeys(metrics.MEMBER_STATES, 0)
+    for m in o.members or ():
+        state = "learner" if m.is_learner else ("healthy" if m.healthy else "unhealthy")
+        counts[state] += 1
+    for state, n in counts.items():
+        metrics.MEMBERS.labels(ec.namespace, ec.name, state).set(n)
+
+
+def _record_action(ec: Any, action: Action) -> None:
+    metrics.ACTIONS.labels(type(action).__name__, action.reason).inc()
+
+
+def _observe_reconcile(key: str, seconds: float, error: BaseException | None) -> None:
+    metrics.RECONCILE_SECONDS.labels(KIND).observe(seconds)
+    metrics.RECONCILES.labels(KIND, "error" if error else "ok").inc()
+    if error is not None:
+        metrics.RECONCILE_ERRORS.labels(KIND).inc()
+
+
+async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> None:
+    """Everything a leader runs: it ends (by cancellation) when leadership is lost."""
+    queue: WorkQueue[str] = WorkQueue(name="etcdcluster")
+    informers = {
+        "clusters": Informer(client, ETCDCLUSTERS, namespace=args.namespace),
+        "pods": Informer(client, PODS, namespace=args.namespace, label_selector=MANAGED),
+        "claims": Informer(client, PVCS, namespace=args.namespace, label_selector=MANAGED),
+        "services": Informer(client, SERVICES, namespace=args.namespace, label_selector=MANAGED),
+        "pdbs": Informer(client, PDBS, namespace=args.namespace, label_selector=MANAGED),
+    }
+    informers["clusters"].add_handler(enqueue_object(queue.add))
+    for name in ("pods", "claims", "services", "pdbs"):
+        informers[name].add_handler(enqueue_by_label(queue.add, manifests.LABEL_CLUSTER))
+    caches = Caches(**{name: inf.store for name, inf in informers.items()})
+    recorder = EventRecorder(client, f"{GROUP}/operator", identity)
+    reconciler = ClusterReconciler(
+        caches, client, recorder, cluster_domain=args.cluster_domain,
+        on_action=_record_action, on_observed=_record_members,
+    )
+
+    async def report_depth() -> None:
+        while True:
+            metrics.QUEUE_DEPTH.labels(queue.name).set(queue.depth)
+            await asyncio.sleep(2)
+
+    async with asyncio.TaskGroup() as tasks:
+        for inf in informers.values():
+            tasks.create_task(inf.run(), name=f"informer-{inf}")
+        for inf in informers.values():
+            await inf.synced.wait()
+        log.info("caches synced; reconciling", extra={"workers": args.workers})
+        tasks.create_task(report_depth())
+        tasks.create_task(run_workers(queue, args.workers, reconciler.reconcile,
+                                      _observe_reconcile))
+
+
+async def run(args: argparse.Namespace) -> int:
+    identity = args.id or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+    if args.kubeconfig:
+        api = await kr8s.asyncio.api(kubeconfig=args.kubeconfig)
+    else:
+        api = await kr8s.asyncio.api()
+    client = KubeClient(api)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    leading: asyncio.Task[None] | None = None
+
+    def started() -> None:
+        nonlocal leading
+        metrics.LEADER.set(1)
+        leading = asyncio.create_task(_lead(client, args, identity), name="lead")
+
+    def stopped() -> None:
+        metrics.LEADER.set(0)
+        if leading is not None:
+            leading.cancel()
+
+    elector = LeaderElector(client, args.lease_name, args.lease_namespace, identity,
+                            on_started=started, on_stopped=stopped)
+    log.info("waiting for the leader lease",
+             extra={"lease": f"{args.lease_namespace}/{args.lease_name}", "identity": identity})
+    campaign = asyncio.create_task(elector.run(), name="leader-election")
+    stop = asyncio.create_task(stopping.wait())
+    waiting: set[asyncio.Task[Any]] = {campaign, stop}
+    while True:
+        watch: set[asyncio.Task[Any]] = set(waiting)
+        if leading is not None and not leading.done():
+            watch.add(leading)
+        done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+        if stop in done or campaign in done:
+            break
+        if leading is not None and leading in done and not leading.cancelled():
+            err = leading.exception()
+            log.error("the reconcile loop stopped; exiting so that another replica takes over",
+                      exc_info=err)
+            break
+    for task in (leading, campaign):
+        if task is not None:
+            task.cancel()
+    await asyncio.gather(*(t for t in (leading, campaign) if t is not None),
+                         return_exceptions=True)
+    log.info("stopped")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level)
+    return asyncio.run(run(args))
+
+

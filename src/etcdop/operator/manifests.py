@@ -1,0 +1,253 @@
+"""The Kubernetes objects an EtcdCluster owns, built as plain dicts (no I/O).
+
+Members are Pods the operator owns directly (no StatefulSet): the planner, not a controller of
+Kubernetes, decides when a member comes and goes. Each pod has a stable DNS name through the
+headless peer Service, `<member>.<cluster>-peer.<namespace>.svc.<domain>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcdop.api import API_VERSION, KIND, EtcdCluster
+
+CLIENT_PORT = 2379
+PEER_PORT = 2380
+DATA_DIR = "/var/lib/etcd"
+ETCD_CONTAINER = "etcd"
+
+LABEL_CLUSTER = "etcdop.io/cluster"
+LABEL_MEMBER = "etcdop.io/member"
+ANN_INITIAL_STATE = "etcdop.io/initial-cluster-state"
+ANN_VERSION = "etcdop.io/version"
+MANAGED_BY = "etcdop"
+
+JSON = dict[str, Any]
+
+
+def peer_service_name(cluster: str) -> str:
+    return f"{cluster}-peer"
+
+
+def client_service_name(cluster: str) -> str:
+    return f"{cluster}-client"
+
+
+def pdb_name(cluster: str) -> str:
+    return f"{cluster}-quorum"
+
+
+def member_host(ec: EtcdCluster, member: str, domain: str) -> str:
+    return f"{member}.{peer_service_name(ec.name)}.{ec.namespace}.svc.{domain}"
+
+
+def peer_url(ec: EtcdCluster, member: str, domain: str) -> str:
+    return f"http://{member_host(ec, member, domain)}:{PEER_PORT}"
+
+
+def client_url(ec: EtcdCluster, member: str, domain: str) -> str:
+    return f"http://{member_host(ec, member, domain)}:{CLIENT_PORT}"
+
+
+def selector_labels(ec: EtcdCluster) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "etcd",
+        "app.kubernetes.io/instance": ec.name,
+        LABEL_CLUSTER: ec.name,
+    }
+
+
+def common_labels(ec: EtcdCluster) -> dict[str, str]:
+    return {**selector_labels(ec), "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def owner_reference(ec: EtcdCluster) -> JSON:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": ec.name,
+        "uid": ec.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(ec: EtcdCluster, name: str, labels: dict[str, str] | None = None) -> JSON:
+    return {
+        "name": name,
+        "namespace": ec.namespace,
+        "labels": labels or common_labels(ec),
+        "ownerReferences": [owner_reference(ec)],
+    }
+
+
+def peer_service(ec: EtcdCluster) -> JSON:
+    """Headless, and listing pods before they are ready: members must find each other to be."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ec, peer_service_name(ec.name)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(ec),
+            "ports": [
+                {"name": "client", "port": CLIENT_PORT, "targetPort": CLIENT_PORT},
+                {"name": "peer", "port": PEER_PORT, "targetPort": PEER_PORT},
+            ],
+        },
+    }
+
+
+def client_service(ec: EtcdCluster) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ec, client_service_name(ec.name)),
+        "spec": {
+            "selector": selector_labels(ec),
+            "ports": [{"name": "client", "port": CLIENT_PORT, "targetPort": CLIENT_PORT}],
+        },
+    }
+
+
+def pod_disruption_budget(ec: EtcdCluster) -> JSON:
+    """Voluntary disruptions (drains) may take out at most the members quorum can spare."""
+    tolerated = max(0, (ec.spec.size - 1) // 2)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(ec, pdb_name(ec.name)),
+        "spec": {
+            "maxUnavailable": tolerated,
+            "selector": {"matchLabels": selector_labels(ec)},
+        },
+    }
+
+
+def data_claim(ec: EtcdCluster, member: str) -> JSON | None:
+    """The member's PersistentVolumeClaim, or None with emptyDir storage."""
+    pvc = ec.spec.storage.persistent_volume_claim
+    if pvc is None:
+        return None
+    spec: JSON = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": pvc.size}},
+    }
+    if pvc.storage_class_name:
+        spec["storageClassName"] = pvc.storage_class_name
+    labels = {**common_labels(ec), LABEL_MEMBER: member}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(ec, member, labels),
+        "spec": spec,
+    }
+
+
+def _default_affinity(ec: EtcdCluster) -> JSON:
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector_labels(ec)},
+                    },
+                }
+            ]
+        }
+    }
+
+
+def etcd_args(
+    ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str
+) -> list[str]:
+    return [
+        f"--name={member}",
+        f"--data-dir={DATA_DIR}/data",
+        f"--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}",
+        f"--advertise-client-urls={client_url(ec, member, domain)}",
+        f"--listen-peer-urls=http://0.0.0.0:{PEER_PORT}",
+        f"--initial-advertise-peer-urls={peer_url(ec, member, domain)}",
+        f"--initial-cluster={initial_cluster}",
+        f"--initial-cluster-state={state}",
+        f"--initial-cluster-token={ec.name}-{ec.uid}",
+    ]
+
+
+def member_pod(
+    ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str
+) -> JSON:
+    """The pod of one member; STATE is "new" only for the seed of a new cluster."""
+    tmpl = ec.spec.pod_template
+    labels = {**tmpl.labels, **common_labels(ec), LABEL_MEMBER: member}
+    annotations = {
+        **tmpl.annotations,
+        ANN_INITIAL_STATE: state,
+        ANN_VERSION: ec.spec.version,
+    }
+    container: JSON = {
+        "name": ETCD_CONTAINER,
+        "image": ec.spec.image_ref,
+        "command": ["etcd"],
+        "args": etcd_args(ec, member, initial_cluster, state, domain),
+        "ports": [
+            {"name": "client", "containerPort": CLIENT_PORT},
+            {"name": "peer", "containerPort": PEER_PORT},
+        ],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": CLIENT_PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": CLIENT_PORT},
+            "initialDelaySeconds": 15,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+    if ec.spec.resources:
+        container["resources"] = dict(ec.spec.resources)
+    storage = ec.spec.storage
+    volume: JSON
+    if storage.persistent_volume_claim is not None:
+        volume = {"name": "data", "persistentVolumeClaim": {"claimName": member}}
+    else:
+        empty: JSON = {}
+        if storage.empty_dir is not None:
+            if storage.empty_dir.medium:
+                empty["medium"] = storage.empty_dir.medium
+            if storage.empty_dir.size_limit:
+                empty["sizeLimit"] = storage.empty_dir.size_limit
+        volume = {"name": "data", "emptyDir": empty}
+    spec: JSON = {
+        "hostname": member,
+        "subdomain": peer_service_name(ec.name),
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [volume],
+        "affinity": dict(tmpl.affinity) if tmpl.affinity else _default_affinity(ec),
+    }
+    if tmpl.node_selector:
+        spec["nodeSelector"] = dict(tmpl.node_selector)
+    if tmpl.tolerations:
+        spec["tolerations"] = [dict(t) for t in tmpl.tolerations]
+    if tmpl.priority_class_name:
+        spec["priorityClassName"] = tmpl.priority_class_name
+    meta = _metadata(ec, member, labels)
+    meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def initial_cluster(ec: EtcdCluster, peers: dict[str, list[str]], domain: str) -> str:
+    """`name=peerURL,...` for the members a new pod must know; PEERS maps name -> peer URLs."""
+    parts = []
+    for name, urls in sorted(peers.items()):
+        for url in urls or [peer_url(ec, name, domain)]:
+            parts.append(f"{name}={url}")
+    return ",".join(parts)
