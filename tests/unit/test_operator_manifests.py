@@ -1,0 +1,133 @@
+"""The objects an EtcdCluster owns, and reading pods and members back into the planner's terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcdop.api import EtcdCluster
+from etcdop.etcd import Health, Status
+from etcdop.etcd import Member as EtcdMember
+from etcdop.operator import manifests, observe
+from etcdop.operator.model import PodPhase
+
+
+def cluster(**spec: Any) -> EtcdCluster:
+    return EtcdCluster.from_dict({
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "u-1", "generation": 2},
+        "spec": {"size": 3, "version": "3.6.16", **spec},
+    })
+
+
+def test_member_pod_runs_etcd_of_the_spec_version_with_stable_names() -> None:
+    ec = cluster()
+    pod = manifests.member_pod(ec, "demo-abcde", "demo-abcde=http://x:2380", "new", "cluster.local")
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == "gcr.io/etcd-development/etcd:v3.6.16"
+    assert "--initial-cluster-state=new" in c["args"]
+    assert ("--initial-advertise-peer-urls=http://demo-abcde.demo-peer.ns.svc.cluster.local:2380"
+            in c["args"])
+    assert pod["spec"]["hostname"] == "demo-abcde"
+    assert pod["spec"]["subdomain"] == "demo-peer"
+    assert pod["metadata"]["labels"][manifests.LABEL_CLUSTER] == "demo"
+    assert pod["metadata"]["annotations"][manifests.ANN_INITIAL_STATE] == "new"
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("EtcdCluster", "u-1", True)
+    assert pod["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert "podAntiAffinity" in pod["spec"]["affinity"]
+
+
+def test_claims_and_pod_template_overrides() -> None:
+    ec = cluster(
+        storage={"persistentVolumeClaim": {"size": "1Gi", "storageClassName": "local"}},
+        image="quay.io/coreos/etcd",
+        podTemplate={"nodeSelector": {"disk": "ssd"}, "labels": {"team": "a"},
+                     "priorityClassName": "high"},
+    )
+    pod = manifests.member_pod(ec, "demo-x", "", "existing", "cluster.local")
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": "demo-x"}
+    assert pod["spec"]["containers"][0]["image"] == "quay.io/coreos/etcd:v3.6.16"
+    assert pod["spec"]["nodeSelector"] == {"disk": "ssd"}
+    assert pod["spec"]["priorityClassName"] == "high"
+    assert pod["metadata"]["labels"]["team"] == "a"
+    claim = manifests.data_claim(ec, "demo-x")
+    assert claim is not None
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["spec"]["storageClassName"] == "local"
+    assert manifests.data_claim(cluster(), "demo-x") is None
+
+
+def test_pdb_allows_only_what_quorum_spares() -> None:
+    assert manifests.pod_disruption_budget(cluster(size=5))["spec"]["maxUnavailable"] == 2
+    assert manifests.pod_disruption_budget(cluster(size=1))["spec"]["maxUnavailable"] == 0
+    peer = manifests.peer_service(cluster())
+    assert peer["spec"]["clusterIP"] == "None"
+    assert peer["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_member_name_comes_from_the_peer_url_not_etcds_name() -> None:
+    urls = ("http://demo-abcde.demo-peer.ns.svc.cluster.local:2380",)
+    assert observe.member_name(urls, "demo") == "demo-abcde"
+    assert observe.member_name(("http://10.0.0.1:2380",), "demo") == ""
+    assert observe.member_name(("http://x.other-peer.ns.svc:2380",), "demo") == ""
+
+
+def pod(name: str, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "annotations": {manifests.ANN_VERSION: "3.6.16"}},
+            "status": status}
+
+
+def test_pod_view_reads_phase_readiness_and_crash_loops() -> None:
+    ready = observe.member_pod(pod("a", phase="Running",
+                                   conditions=[{"type": "Ready", "status": "True"}]))
+    assert (ready.phase, ready.ready, ready.data_lost, ready.version) == (
+        PodPhase.RUNNING, True, False, "3.6.16")
+    looping = observe.member_pod(pod("b", phase="Running", containerStatuses=[{
+        "name": "etcd", "ready": False, "restartCount": 4,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 2}},
+    }]))
+    assert looping.data_lost
+    once = observe.member_pod(pod("c", phase="Running", containerStatuses=[{
+        "name": "etcd", "ready": False, "restartCount": 1,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+    }]))
+    assert not once.data_lost
+    assert observe.member_pod(pod("d", phase="Weird")).phase is PodPhase.UNKNOWN
+
+
+def status(member_id: int, leader: int, errors: tuple[str, ...] = ()) -> Status:
+    return Status(endpoint="e", cluster_id=7, member_id=member_id, leader_id=leader,
+                  version="3.6.16", storage_version="3.6", raft_index=10, raft_term=2,
+                  raft_applied_index=10, db_size=1, db_size_in_use=1, is_learner=False,
+                  errors=errors)
+
+
+def test_member_health_needs_status_health_a_leader_and_no_alarms() -> None:
+    ok = Health(endpoint="e", healthy=True, took=0.01)
+    assert observe.member_health(status(1, 1), ok).healthy
+    assert observe.member_health(status(1, 1), ok).is_leader
+    assert not observe.member_health(status(1, 0), ok).healthy
+    assert not observe.member_health(status(1, 2, ("NOSPACE",)), ok).healthy
+    assert not observe.member_health(status(1, 2), Health("e", False, 1.0, "timeout")).healthy
+    assert not observe.member_health(None, None).reachable
+
+
+def test_initial_cluster_lists_members_by_their_pod_names() -> None:
+    members = [
+        observe.member(EtcdMember(1, "demo-a", ("http://demo-a.demo-peer.ns.svc:2380",), (), False),
+                       "demo", observe.member_health(None, None)),
+        observe.member(EtcdMember(2, "", ("http://demo-b.demo-peer.ns.svc:2380",), (), True),
+                       "demo", observe.member_health(None, None)),
+    ]
+    assert not members[1].started
+    got = observe.initial_cluster(members, "demo-b", "http://demo-b.demo-peer.ns.svc:2380")
+    assert got == ("demo-a=http://demo-a.demo-peer.ns.svc:2380,"
+                   "demo-b=http://demo-b.demo-peer.ns.svc:2380")
+
+
+def test_new_member_names_avoid_taken_ones() -> None:
+    taken = {f"demo-{i}" for i in range(10)}
+    for _ in range(50):
+        name = observe.new_member_name("demo", taken)
+        assert name.startswith("demo-") and len(name) == len("demo-") + 5
+        assert name not in taken
