@@ -112,7 +112,10 @@ def manifests() -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m etcdop.api.crdgen", description=__doc__)
     parser.add_argument(
-        "--dir", type=Path, action="append", default=None,
+        "--dir",
+        type=Path,
+        action="append",
+        default=None,
         help="output directory; repeatable (default: crds/ and helm/etcdop/crds/)",
     )
     parser.add_argument(
@@ -133,9 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path}")
     if args.check and stale:
         for path in stale:
-            print(
-                f"{path} is out of date: run `python -m etcdop.api.crdgen`", file=sys.stderr
-            )
+            print(f"{path} is out of date: run `python -m etcdop.api.crdgen`", file=sys.stderr)
         return 1
     return 0
 

@@ -205,9 +205,7 @@ class EtcdClusterSpec:
         "Compute resources (requests, limits) of the etcd container, as in a Pod spec.",
         default=None,
     )
-    pod_template: PodTemplate = prop(
-        "Overrides for the member pods.", default_factory=PodTemplate
-    )
+    pod_template: PodTemplate = prop("Overrides for the member pods.", default_factory=PodTemplate)
     paused: bool = prop(
         "Stop reconciling members while true (status is still reported).",
         default=False,
@@ -286,9 +284,7 @@ class EtcdClusterStatus:
     current_version: str = prop(
         "Lowest etcd version among the members (the cluster runs at this version).", default=""
     )
-    client_endpoints: tuple[str, ...] = prop(
-        "URLs clients connect to.", default=()
-    )
+    client_endpoints: tuple[str, ...] = prop("URLs clients connect to.", default=())
     conditions: tuple[Condition, ...] = prop(
         "Available, Progressing, Degraded and EvenSize.", default=(), list_map_keys=("type",)
     )

@@ -38,9 +38,7 @@ class TLSConfig:
     server_name: str | None = None  # when the certificate does not name the address we dial
 
     @classmethod
-    def from_files(
-        cls, ca: Path, cert: Path | None = None, key: Path | None = None
-    ) -> TLSConfig:
+    def from_files(cls, ca: Path, cert: Path | None = None, key: Path | None = None) -> TLSConfig:
         return cls(
             ca=ca.read_bytes(),
             cert=cert.read_bytes() if cert else None,

@@ -128,7 +128,9 @@ class EtcdClient:
         )
         log.info(
             "etcd learner added: member=%s peer_urls=%s via=%s",
-            added.member.hex_id, ",".join(peer_urls), endpoint,
+            added.member.hex_id,
+            ",".join(peer_urls),
+            endpoint,
         )
         return added
 
@@ -200,19 +202,22 @@ class EtcdClient:
         try:
             try:
                 await self._on(
-                    endpoint, "health read",
+                    endpoint,
+                    "health read",
                     lambda c: c.kv.get(_HEALTH_KEY, timeout=limit, max_attempts=_ONCE),
                 )
             except LearnerOnly:
                 await self._on(
-                    endpoint, "health read",
+                    endpoint,
+                    "health read",
                     lambda c: c.kv.get(
                         _HEALTH_KEY, serializable=True, timeout=limit, max_attempts=_ONCE
                     ),
                 )
                 return result(True)
             alarms = await self._on(
-                endpoint, "alarm list",
+                endpoint,
+                "alarm list",
                 lambda c: c.maintenance.alarms(timeout=limit, max_attempts=_ONCE),
             )
         except EtcdError as e:
@@ -308,7 +313,8 @@ class EtcdClient:
             else:
                 return endpoint
         raise Unavailable(
-            "choose a member for a membership change", ", ".join(self._endpoints),
+            "choose a member for a membership change",
+            ", ".join(self._endpoints),
             "; ".join(failures),
         )
 
@@ -327,7 +333,8 @@ class EtcdClient:
             leader_id = leader_id or status.leader_id
         if leader_id == 0:
             raise Unavailable(
-                "find the leader", ", ".join(self._endpoints),
+                "find the leader",
+                ", ".join(self._endpoints),
                 "; ".join(failures) or "no member knows a leader",
             )
         # The leader is not among our endpoints: reach it by the client URL it advertises.
@@ -335,6 +342,7 @@ class EtcdClient:
             if member.id == leader_id and member.client_urls:
                 return member.client_urls[0], leader_id
         raise Unavailable(
-            "find the leader", ", ".join(self._endpoints),
+            "find the leader",
+            ", ".join(self._endpoints),
             f"leader {leader_id:x} advertises no client URL",
         )

@@ -69,7 +69,10 @@ EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 CRDS = Resource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
     namespaced=False,
 )
 
@@ -250,8 +253,10 @@ class KubeClient:
         ns = namespace or (body.get("metadata") or {}).get("namespace")
         if res.namespaced and not ns:
             name = (body.get("metadata") or {}).get("name")
-            raise ValueError(f"POST {res} {name}: a namespaced resource needs a namespace "
-                             "(pass namespace= or set metadata.namespace)")
+            raise ValueError(
+                f"POST {res} {name}: a namespaced resource needs a namespace "
+                "(pass namespace= or set metadata.namespace)"
+            )
         return await self.request("POST", res, namespace=ns, body=body, listing=True)
 
     async def replace(
@@ -276,7 +281,12 @@ class KubeClient:
     ) -> Obj:
         """A merge patch by default; put metadata.resourceVersion in it to make it conditional."""
         return await self.request(
-            "PATCH", res, namespace=namespace, name=name, subresource=subresource, body=patch,
+            "PATCH",
+            res,
+            namespace=namespace,
+            name=name,
+            subresource=subresource,
+            body=patch,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
         )
 
@@ -295,8 +305,14 @@ class KubeClient:
         if force:
             params["force"] = "true"
         return await self.request(
-            "PATCH", res, namespace=namespace or meta.get("namespace"), name=meta["name"],
-            subresource=subresource, body=body, content_type=_APPLY_CONTENT_TYPE, params=params,
+            "PATCH",
+            res,
+            namespace=namespace or meta.get("namespace"),
+            name=meta["name"],
+            subresource=subresource,
+            body=body,
+            content_type=_APPLY_CONTENT_TYPE,
+            params=params,
         )
 
     async def delete(
@@ -354,8 +370,14 @@ class KubeClient:
         timeout = httpx.Timeout(self.timeout, read=idle_timeout + 5)
         try:
             async with self.api.call_api(
-                "GET", version=res.api_version, namespace=namespace, url=res.plural,
-                params=params, stream=True, raise_for_status=False, timeout=timeout,
+                "GET",
+                version=res.api_version,
+                namespace=namespace,
+                url=res.plural,
+                params=params,
+                stream=True,
+                raise_for_status=False,
+                timeout=timeout,
             ) as response:
                 if response.is_error:
                     await response.aread()
@@ -418,9 +440,13 @@ class KubeClient:
                 async with (
                     asyncio.timeout(self.timeout),
                     self.api.call_api(
-                        method, version=res.api_version, namespace=namespace if res.namespaced
-                        else None, url=url, raise_for_status=False,
-                        timeout=httpx.Timeout(self.timeout), **kwargs,
+                        method,
+                        version=res.api_version,
+                        namespace=namespace if res.namespaced else None,
+                        url=url,
+                        raise_for_status=False,
+                        timeout=httpx.Timeout(self.timeout),
+                        **kwargs,
                     ) as response,
                 ):
                     await response.aread()
@@ -442,8 +468,11 @@ class KubeClient:
                 await self.api._create_session()
                 continue
             err = api_error(_status_of(response), response.status_code, what)
-            pause = None if last else retry_delay(method, err.code, _retry_after(response, err),
-                                                  backoff)
+            pause = (
+                None
+                if last
+                else retry_delay(method, err.code, _retry_after(response, err), backoff)
+            )
             if pause is None:
                 raise err
             log.info("retrying %s in %.2fs after %s %s", what, pause, err.code, err.reason)

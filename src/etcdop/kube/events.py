@@ -89,12 +89,14 @@ class EventRecorder:
         self.timeout = timeout
         self._seen: OrderedDict[tuple[str, str, str, str], _Seen] = OrderedDict()
 
-    async def normal(self, obj: Mapping[str, Any], reason: str, message: str,
-                     action: str | None = None) -> None:
+    async def normal(
+        self, obj: Mapping[str, Any], reason: str, message: str, action: str | None = None
+    ) -> None:
         await self.record(obj, "Normal", reason, message, action)
 
-    async def warning(self, obj: Mapping[str, Any], reason: str, message: str,
-                      action: str | None = None) -> None:
+    async def warning(
+        self, obj: Mapping[str, Any], reason: str, message: str, action: str | None = None
+    ) -> None:
         await self.record(obj, "Warning", reason, message, action)
 
     async def record(
@@ -118,8 +120,14 @@ class EventRecorder:
             async with asyncio.timeout(self.timeout):
                 await self._write(key, regarding, type, reason, note, action or reason)
         except (KubeError, TimeoutError) as e:
-            log.warning("event %s about %s %s/%s not recorded: %s", reason, regarding["kind"],
-                        regarding.get("namespace", ""), regarding["name"], e)
+            log.warning(
+                "event %s about %s %s/%s not recorded: %s",
+                reason,
+                regarding["kind"],
+                regarding.get("namespace", ""),
+                regarding["name"],
+                e,
+            )
 
     async def _write(
         self,

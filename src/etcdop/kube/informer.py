@@ -115,7 +115,9 @@ class Informer:
 
     async def _relist(self) -> None:
         listing = await self.client.list(
-            self.res, self.namespace, label_selector=self.label_selector,
+            self.res,
+            self.namespace,
+            label_selector=self.label_selector,
             page_size=self.page_size,
         )
         self.relists += 1
@@ -124,8 +126,9 @@ class Informer:
             items = [self.transform(o) for o in items]
         changes = self.store.replace(items)
         self._rv = listing.resource_version
-        log.debug("%s: listed %d objects at %s, %d changes", self, len(self.store), self._rv,
-                  len(changes))
+        log.debug(
+            "%s: listed %d objects at %s, %d changes", self, len(self.store), self._rv, len(changes)
+        )
         self._emit(changes)
         self.synced.set()
 
@@ -148,8 +151,9 @@ class Informer:
                 continue
             except (KubeError, ValueError, KeyError) as e:
                 delay = self._backoff.next()
-                log.warning("%s: watch failed, resuming from %s in %.1fs: %s", self, self._rv,
-                            delay, e)
+                log.warning(
+                    "%s: watch failed, resuming from %s in %.1fs: %s", self, self._rv, delay, e
+                )
                 await asyncio.sleep(delay)
                 continue
             if not delivered and loop.time() - started < 1.0:
@@ -165,7 +169,10 @@ class Informer:
         self.watches += 1
         delivered = 0
         stream = self.client.watch(
-            self.res, self.namespace, self._rv, timeout_seconds=timeout_seconds,
+            self.res,
+            self.namespace,
+            self._rv,
+            timeout_seconds=timeout_seconds,
             idle_timeout=min(self.idle_timeout, timeout_seconds + 30.0),
             label_selector=self.label_selector,
         )
@@ -190,8 +197,9 @@ class Informer:
                 try:
                     handler(change)
                 except Exception:  # one broken handler must not stop the cache
-                    log.exception("%s: handler %r failed on %s %s", self, handler, change.type,
-                                  change.key)
+                    log.exception(
+                        "%s: handler %r failed on %s %s", self, handler, change.type, change.key
+                    )
 
 
 # -- handlers that map a change to the work-queue key of the object to reconcile ----------------

@@ -131,11 +131,13 @@ class LeaderElector:
         for _ in range(2):  # our last renewal may have landed unseen (cancelled mid-request)
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
-            spec = dict(lease["spec"], holderIdentity="", leaseDurationSeconds=1,
-                        renewTime=micro_time())
+            spec = dict(
+                lease["spec"], holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time()
+            )
             try:
-                self._lease = await self.client.replace(LEASES, dict(lease, spec=spec),
-                                                        self.namespace)
+                self._lease = await self.client.replace(
+                    LEASES, dict(lease, spec=spec), self.namespace
+                )
             except ConflictError:
                 lease = await self.client.get(LEASES, self.name, self.namespace)
                 continue

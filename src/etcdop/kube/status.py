@@ -41,8 +41,7 @@ async def patch_status(
         body["status"]["observedGeneration"] = meta["generation"]
     if conditional:
         body["metadata"] = {"resourceVersion": meta["resourceVersion"]}
-    return await client.patch(res, meta["name"], body, meta.get("namespace"),
-                              subresource="status")
+    return await client.patch(res, meta["name"], body, meta.get("namespace"), subresource="status")
 
 
 def has_finalizer(obj: Mapping[str, Any], finalizer: str) -> bool:
@@ -75,8 +74,9 @@ async def remove_finalizer(
 async def _put_finalizers(
     client: KubeClient, res: Resource, meta: Mapping[str, Any], finalizers: list[str]
 ) -> Obj:
-    body = {"metadata": {"finalizers": finalizers or None,
-                         "resourceVersion": meta["resourceVersion"]}}
+    body = {
+        "metadata": {"finalizers": finalizers or None, "resourceVersion": meta["resourceVersion"]}
+    }
     return await client.patch(res, meta["name"], body, meta.get("namespace"))
 
 

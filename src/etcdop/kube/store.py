@@ -115,8 +115,9 @@ class Store:
             del self._objects[key]
             return [Change("deleted", obj)]
         if event_type not in ("ADDED", "MODIFIED"):
-            raise ValueError(f"watch event type {event_type!r} for {key}: expected ADDED, "
-                             "MODIFIED or DELETED")
+            raise ValueError(
+                f"watch event type {event_type!r} for {key}: expected ADDED, MODIFIED or DELETED"
+            )
         self._objects[key] = obj
         if old is None:
             return [Change("added", obj)]

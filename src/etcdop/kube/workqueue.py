@@ -184,8 +184,11 @@ async def process_one(
         raise
     except Exception as e:
         error = e
-        log.exception("reconcile %s failed (%d failures before); retrying with backoff", key,
-                      queue.num_requeues(key))
+        log.exception(
+            "reconcile %s failed (%d failures before); retrying with backoff",
+            key,
+            queue.num_requeues(key),
+        )
         queue.add_rate_limited(key)
     else:
         queue.forget(key)

@@ -63,8 +63,12 @@ class Caches:
 
 
 ETCDCLUSTERS = Resource(GROUP, VERSION, PLURAL, KIND)
-_RESOURCES = {"Pod": PODS, "PersistentVolumeClaim": PVCS, "Service": SERVICES,
-              "PodDisruptionBudget": PDBS}
+_RESOURCES = {
+    "Pod": PODS,
+    "PersistentVolumeClaim": PVCS,
+    "Service": SERVICES,
+    "PodDisruptionBudget": PDBS,
+}
 
 
 def _now() -> str:
@@ -135,8 +139,12 @@ class ClusterReconciler:
                 self.on_observed(ec, observed)
             log.info(
                 "reconcile",
-                extra={"cluster": key, "action": type(action).__name__, "reason": action.reason,
-                       "detail": describe(action)},
+                extra={
+                    "cluster": key,
+                    "action": type(action).__name__,
+                    "reason": action.reason,
+                    "detail": describe(action),
+                },
             )
             outcome = await self._act(ec, observed, action, etcd)
         await self._report(ec, raw, observed, action, outcome, cluster_id)
@@ -151,9 +159,7 @@ class ClusterReconciler:
     # -- observe ---------------------------------------------------------------------------------
 
     def _pods(self, ec: EtcdCluster) -> list[Mapping[str, Any]]:
-        return list(
-            self.caches.pods.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
-        )
+        return list(self.caches.pods.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name}))
 
     @staticmethod
     def _pod_ips(pods: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -207,9 +213,7 @@ class ClusterReconciler:
         if ip:
             endpoint = f"http://{ip}:{manifests.CLIENT_PORT}"
             try:
-                status, health = await asyncio.gather(
-                    etcd.status(endpoint), etcd.health(endpoint)
-                )
+                status, health = await asyncio.gather(etcd.status(endpoint), etcd.health(endpoint))
             except EtcdError:
                 status = health = None
         cluster_id = status.cluster_id if status is not None else 0
@@ -245,9 +249,7 @@ class ClusterReconciler:
                     await _until(lambda: self._pod_gone_or_going(ec, m), CACHE_WAIT)
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
-                    await _until(
-                        lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT
-                    )
+                    await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
                 case Wait() | Done():
                     pass
         except LearnerNotReady as e:
@@ -283,7 +285,10 @@ class ClusterReconciler:
     async def _patch_status(self, raw: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         meta = raw["metadata"]
         await self.kube.patch(
-            ETCDCLUSTERS, meta["name"], {"status": dict(status)}, meta["namespace"],
+            ETCDCLUSTERS,
+            meta["name"],
+            {"status": dict(status)},
+            meta["namespace"],
             subresource="status",
         )
 
@@ -311,17 +316,24 @@ class ClusterReconciler:
         cluster_id = ec.status.cluster_id or cluster_id
         endpoints = tuple(
             manifests.client_url(ec, m.name, self.domain)
-            for m in sorted(o.voters, key=lambda m: m.name) if m.name
+            for m in sorted(o.voters, key=lambda m: m.name)
+            if m.name
         )
         status = compute_status(
-            o, action, generation=ec.generation, now=_now(), previous=ec.status,
-            client_endpoints=endpoints, cluster_id=cluster_id,
+            o,
+            action,
+            generation=ec.generation,
+            now=_now(),
+            previous=ec.status,
+            client_endpoints=endpoints,
+            cluster_id=cluster_id,
         )
         if status != ec.status:
             await self._patch_status(raw, status.to_dict())
         if refused is not None:
-            await self.recorder.record(raw, "Warning", "StepRefused",
-                                      f"{describe(action)}: {refused}; will retry")
+            await self.recorder.record(
+                raw, "Warning", "StepRefused", f"{describe(action)}: {refused}; will retry"
+            )
         elif not isinstance(action, Wait | Done):
             await self.recorder.record(raw, "Normal", action.reason, describe(action))
         elif isinstance(action, Wait) and action.reason != ec_wait_reason(ec.status):
@@ -329,8 +341,10 @@ class ClusterReconciler:
 
     async def _invalid(self, raw: Mapping[str, Any], message: str) -> None:
         meta = raw.get("metadata") or {}
-        log.warning("invalid EtcdCluster", extra={
-            "cluster": f"{meta.get('namespace')}/{meta.get('name')}", "error": message})
+        log.warning(
+            "invalid EtcdCluster",
+            extra={"cluster": f"{meta.get('namespace')}/{meta.get('name')}", "error": message},
+        )
         previous = EtcdClusterStatus.from_dict(raw.get("status"))
         if previous.phase != "Invalid":
             await self.recorder.record(raw, "Warning", "InvalidSpec", message)

@@ -27,8 +27,14 @@ DEGRADED = "Degraded"
 EVEN_SIZE = "EvenSize"
 
 STUCK_REASONS = frozenset(
-    {"QuorumLost", "ClusterLost", "QuorumGuard", "MemberUnhealthy", "NoLeaderCandidate",
-     "EtcdUnreachable"}
+    {
+        "QuorumLost",
+        "ClusterLost",
+        "QuorumGuard",
+        "MemberUnhealthy",
+        "NoLeaderCandidate",
+        "EtcdUnreachable",
+    }
 )
 """Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
 
@@ -52,9 +58,7 @@ def compute_status(
         _degraded(o),
         _even_size(o.spec.size),
     )
-    stamped = tuple(
-        _stamp(c, previous, generation=generation, now=now) for c in conditions
-    )
+    stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
     members = _members(o)
     return EtcdClusterStatus(
         phase=phase(o, action, previous.phase),
@@ -97,7 +101,9 @@ def _available(o: Observed) -> Condition:
             return _cond(AVAILABLE, False, "Creating", "the first member is starting")
         if not o.pods and not o.spec.uses_claims:
             return _cond(
-                AVAILABLE, False, "ClusterLost",
+                AVAILABLE,
+                False,
+                "ClusterLost",
                 "every member and its data is gone; restore from a backup (EtcdRestore) or "
                 "delete and re-create this EtcdCluster",
             )
@@ -107,12 +113,16 @@ def _available(o: Observed) -> Condition:
     need = quorum(len(voters))
     if healthy < need:
         return _cond(
-            AVAILABLE, False, "QuorumLost",
+            AVAILABLE,
+            False,
+            "QuorumLost",
             f"{healthy} of {len(voters)} voting members are healthy; {need} are needed to serve "
             f"writes. {_unhealthy_names(o)} must come back (or be restored from a backup)",
         )
     return _cond(
-        AVAILABLE, True, "QuorumHealthy",
+        AVAILABLE,
+        True,
+        "QuorumHealthy",
         f"{healthy} of {len(voters)} voting members are healthy (quorum {need})",
     )
 
@@ -138,9 +148,10 @@ def _degraded(o: Observed) -> Condition:
     healthy = sum(1 for v in voters if v.healthy)
     if healthy < quorum(len(voters)):
         return _cond(
-            DEGRADED, True, "QuorumLost",
-            f"{healthy} of {len(voters)} voting members are healthy: {_unhealthy_names(o)} "
-            "are not",
+            DEGRADED,
+            True,
+            "QuorumLost",
+            f"{healthy} of {len(voters)} voting members are healthy: {_unhealthy_names(o)} are not",
         )
     sick = [v for v in sorted(voters, key=lambda m: m.name) if not v.healthy]
     if sick:
@@ -151,16 +162,16 @@ def _degraded(o: Observed) -> Condition:
             if o.spec.uses_claims
             else "a member whose pod or data is gone is replaced"
         )
-        return _cond(
-            DEGRADED, True, "MemberUnhealthy", f"member {names} {what} unhealthy; {hint}"
-        )
+        return _cond(DEGRADED, True, "MemberUnhealthy", f"member {names} {what} unhealthy; {hint}")
     return _cond(DEGRADED, False, "AllMembersHealthy", "every voting member is healthy")
 
 
 def _even_size(size: int) -> Condition:
     if size % 2 == 0:
         return _cond(
-            EVEN_SIZE, True, "EvenSize",
+            EVEN_SIZE,
+            True,
+            "EvenSize",
             f"size {size} tolerates {(size - 1) // 2} failed member(s), no more than size "
             f"{size - 1}, and needs a larger quorum; use an odd size ({size - 1} or {size + 1})",
         )
@@ -213,8 +224,9 @@ def _member_label(m: Member) -> str:
 
 
 def _cond(type_: str, status: bool, reason: str, message: str) -> Condition:
-    return Condition(type=type_, status="True" if status else "False", reason=reason,
-                     message=message)
+    return Condition(
+        type=type_, status="True" if status else "False", reason=reason, message=message
+    )
 
 
 def _stamp(c: Condition, previous: EtcdClusterStatus, *, generation: int, now: str) -> Condition:

@@ -32,22 +32,38 @@ MANAGED = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                   help="kubeconfig file (default: $KUBECONFIG, else in-cluster credentials)")
-    p.add_argument("--namespace", default=None,
-                   help="watch only this namespace (default: all namespaces)")
-    p.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
-                   help="namespace of the leader-election Lease (default: $POD_NAMESPACE "
-                        "or 'default')")
+    p.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig file (default: $KUBECONFIG, else in-cluster credentials)",
+    )
+    p.add_argument(
+        "--namespace", default=None, help="watch only this namespace (default: all namespaces)"
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the leader-election Lease (default: $POD_NAMESPACE or 'default')",
+    )
     p.add_argument("--lease-name", default="etcdop-operator", help="the Lease's name")
-    p.add_argument("--id", default=None,
-                   help="leader-election identity (default: hostname plus a random suffix)")
+    p.add_argument(
+        "--id",
+        default=None,
+        help="leader-election identity (default: hostname plus a random suffix)",
+    )
     p.add_argument("--workers", type=int, default=4, help="concurrent reconciles (default 4)")
-    p.add_argument("--metrics-port", type=int, default=8080,
-                   help="port of the Prometheus /metrics endpoint (0 disables it)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port of the Prometheus /metrics endpoint (0 disables it)",
+    )
     p.add_argument("--metrics-address", default="0.0.0.0")
-    p.add_argument("--cluster-domain", default="cluster.local",
-                   help="the Kubernetes cluster's DNS domain (default cluster.local)")
+    p.add_argument(
+        "--cluster-domain",
+        default="cluster.local",
+        help="the Kubernetes cluster's DNS domain (default cluster.local)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -87,8 +103,12 @@ async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> 
     caches = Caches(**{name: inf.store for name, inf in informers.items()})
     recorder = EventRecorder(client, f"{GROUP}/operator", identity)
     reconciler = ClusterReconciler(
-        caches, client, recorder, cluster_domain=args.cluster_domain,
-        on_action=_record_action, on_observed=_record_members,
+        caches,
+        client,
+        recorder,
+        cluster_domain=args.cluster_domain,
+        on_action=_record_action,
+        on_observed=_record_members,
     )
 
     async def report_depth() -> None:
@@ -103,8 +123,9 @@ async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> 
             await inf.synced.wait()
         log.info("caches synced; reconciling", extra={"workers": args.workers})
         tasks.create_task(report_depth())
-        tasks.create_task(run_workers(queue, args.workers, reconciler.reconcile,
-                                      _observe_reconcile))
+        tasks.create_task(
+            run_workers(queue, args.workers, reconciler.reconcile, _observe_reconcile)
+        )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -116,53 +137,33 @@ async def run(args: argparse.Namespace) -> int:
     client = KubeClient(api)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
-    stopping = asyncio.Event()
+    elector = LeaderElector(
+        client,
+        args.lease_name,
+        args.lease_namespace,
+        identity,
+        on_started=lambda: metrics.LEADER.set(1),
+        on_stopped=lambda: metrics.LEADER.set(0),
+    )
+    log.info(
+        "waiting for the leader lease",
+        extra={"lease": f"{args.lease_namespace}/{args.lease_name}", "identity": identity},
+    )
+    campaign = asyncio.create_task(elector.lead(lambda: _lead(client, args, identity)))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-
-    leading: asyncio.Task[None] | None = None
-
-    def started() -> None:
-        nonlocal leading
-        metrics.LEADER.set(1)
-        leading = asyncio.create_task(_lead(client, args, identity), name="lead")
-
-    def stopped() -> None:
-        metrics.LEADER.set(0)
-        if leading is not None:
-            leading.cancel()
-
-    elector = LeaderElector(client, args.lease_name, args.lease_namespace, identity,
-                            on_started=started, on_stopped=stopped)
-    log.info("waiting for the leader lease",
-             extra={"lease": f"{args.lease_namespace}/{args.lease_name}", "identity": identity})
-    campaign = asyncio.create_task(elector.run(), name="leader-election")
-    stop = asyncio.create_task(stopping.wait())
-    waiting: set[asyncio.Task[Any]] = {campaign, stop}
-    while True:
-        watch: set[asyncio.Task[Any]] = set(waiting)
-        if leading is not None and not leading.done():
-            watch.add(leading)
-        done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-        if stop in done or campaign in done:
-            break
-        if leading is not None and leading in done and not leading.cancelled():
-            err = leading.exception()
-            log.error("the reconcile loop stopped; exiting so that another replica takes over",
-                      exc_info=err)
-            break
-    for task in (leading, campaign):
-        if task is not None:
-            task.cancel()
-    await asyncio.gather(*(t for t in (leading, campaign) if t is not None),
-                         return_exceptions=True)
-    log.info("stopped")
+        loop.add_signal_handler(sig, campaign.cancel)  # cancelling hands the lease back
+    try:
+        await campaign
+    except asyncio.CancelledError:
+        log.info("stopped; the lease was handed back")
+        return 0
+    except Exception:
+        log.exception("the reconcile loop failed; exiting so that another replica takes over")
+        return 1
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
     return asyncio.run(run(args))
-
-

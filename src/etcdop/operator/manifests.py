@@ -177,9 +177,7 @@ def etcd_args(
     ]
 
 
-def member_pod(
-    ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str
-) -> JSON:
+def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str) -> JSON:
     """The pod of one member; STATE is "new" only for the seed of a new cluster."""
     tmpl = ec.spec.pod_template
     labels = {**tmpl.labels, **common_labels(ec), LABEL_MEMBER: member}

@@ -300,9 +300,7 @@ def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
 
 def _want_more_voters(o: Observed) -> bool:
     voters = o.voters
-    return len(voters) < o.spec.size or any(
-        o.member_version(v) != o.spec.version for v in voters
-    )
+    return len(voters) < o.spec.size or any(o.member_version(v) != o.spec.version for v in voters)
 
 
 def _remove_voter(o: Observed, victim: Member, reason: str) -> Action:
@@ -311,9 +309,7 @@ def _remove_voter(o: Observed, victim: Member, reason: str) -> Action:
         others = [v for v in voters if v.id != victim.id and v.healthy]
         if not others:
             return Wait("NoLeaderCandidate", f"no healthy member to take over from {victim.name}")
-        target = min(
-            others, key=lambda v: (o.member_version(v) != o.spec.version, v.name, v.id)
-        )
+        target = min(others, key=lambda v: (o.member_version(v) != o.spec.version, v.name, v.id))
         return MoveLeader(victim.id, target.id)
     healthy_after = sum(1 for v in voters if v.healthy and v.id != victim.id)
     if healthy_after < quorum(len(voters) - 1):
@@ -333,9 +329,7 @@ def _add_blocker(
         pod = pods.get(m.name)
         if pod is None or not pod.running or not m.started:
             return Wait("PodStarting", f"waiting for member {m.name} to start")
-    hint = (
-        "check its logs" if o.spec.uses_claims else "delete its pod to have it replaced"
-    )
+    hint = "check its logs" if o.spec.uses_claims else "delete its pod to have it replaced"
     for v in sorted(voters, key=lambda m: m.name):
         if not v.healthy:
             return Wait("MemberUnhealthy", f"member {v.name} is unhealthy; {hint}")
