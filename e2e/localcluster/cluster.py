@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from e2e.localcluster.binaries import bin_dir
 from e2e.localcluster.controlplane import ControlPlane
-from e2e.localcluster.procs import Procs
+from e2e.localcluster.procs import GaveUp, Procs, wait_for
 from e2e.localcluster.s3 import S3Server
 
 NODE_AGENT = "node-agent"
@@ -38,19 +39,70 @@ class LocalCluster:
         self.control_plane.start()
         self.s3.start()
         if with_node and node_agent_available() and not self.procs.alive(NODE_AGENT):
+            from e2e.localcluster.node.fixtures import MACHINE_LOCK
+
+            # The pod sandbox is machine-wide: hold the lock test sessions take, for as long as
+            # this node agent lives (it inherits the locked descriptor).
+            MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                raise SystemExit(
+                    f"another local node agent (a test session?) holds {MACHINE_LOCK}; wait for "
+                    "it to finish, or run `python -m e2e.localcluster down` for the cluster that "
+                    "started it"
+                ) from None
             self.procs.start(NODE_AGENT, [
                 sys.executable, "-m", "e2e.localcluster.node",
                 "--kubeconfig", str(self.control_plane.kubeconfig),
                 "--state-dir", str(self.state_dir / "node"),
                 "--nodes", str(self.nodes),
-            ], cwd=Path(__file__).resolve().parents[2])
+            ], cwd=Path(__file__).resolve().parents[2], pass_fds=(lock,))
+            os.close(lock)
+            self._wait_nodes_ready()
+
+    def _wait_nodes_ready(self, timeout: float = 90) -> None:
+        import json
+        import subprocess
+
+        from e2e.localcluster.binaries import bin_path
+
+        def ready() -> bool:
+            if not self.procs.alive(NODE_AGENT):
+                raise GaveUp(f"the node agent exited:\n{self.procs.tail(NODE_AGENT, 40)}")
+            out = subprocess.run(
+                [str(bin_path("kubectl")), f"--kubeconfig={self.control_plane.kubeconfig}",
+                 "get", "nodes", "-o", "json"],
+                capture_output=True, text=True, timeout=20, check=True,
+            ).stdout
+            nodes = json.loads(out)["items"]
+            ready = [
+                n for n in nodes
+                if any(c["type"] == "Ready" and c["status"] == "True"
+                       for c in n.get("status", {}).get("conditions", []))
+            ]
+            return len(ready) >= self.nodes
+
+        wait_for(ready, timeout, f"{self.nodes} Ready nodes")
 
     def down(self) -> None:
         self.procs.stop(NODE_AGENT, grace=30)
         if node_agent_available():
             from e2e.localcluster.node import netns  # only the node agent creates namespaces
+            from e2e.localcluster.node.fixtures import MACHINE_LOCK
 
-            netns.teardown_all()
+            # Sweep what a crashed agent left, unless another session's agent is using it now.
+            MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                netns.teardown_all()
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(lock)
         self.s3.stop()
         self.control_plane.stop()
 

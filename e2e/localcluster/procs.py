@@ -57,6 +57,7 @@ class Procs:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> int:
         if self.alive(name):
             raise RuntimeError(f"{name} is already running (pid {self.pid(name)})")
@@ -71,6 +72,7 @@ class Procs:
                 env=full_env,
                 cwd=cwd,
                 start_new_session=True,  # its own process group: outlives `up`, killed as a group
+                pass_fds=pass_fds,
             )
         (self.pid_dir / f"{name}.pid").write_text(str(proc.pid))
         return proc.pid

@@ -331,6 +331,10 @@ class ClusterReconciler:
         if status != ec.status:
             await self._patch_status(raw, status.to_dict())
         if refused is not None:
+            log.info(
+                "step refused",
+                extra={"cluster": ec.key, "step": describe(action), "error": refused},
+            )
             await self.recorder.record(
                 raw, "Warning", "StepRefused", f"{describe(action)}: {refused}; will retry"
             )

@@ -9,6 +9,8 @@ import os
 import secrets
 import signal
 import socket
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import kr8s.asyncio
@@ -16,10 +18,11 @@ from prometheus_client import start_http_server
 
 from etcdop import logs
 from etcdop.api import GROUP, KIND
-from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, KubeClient
+from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, KubeClient, key_of
 from etcdop.kube.events import EventRecorder
-from etcdop.kube.informer import Informer, enqueue_by_label, enqueue_object
+from etcdop.kube.informer import Handler, Informer, enqueue_by_label
 from etcdop.kube.leader import LeaderElector
+from etcdop.kube.store import Change
 from etcdop.kube.workqueue import WorkQueue, run_workers
 from etcdop.operator import manifests, metrics
 from etcdop.operator.cluster import ETCDCLUSTERS, Caches, ClusterReconciler
@@ -67,6 +70,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def enqueue_unless_status_only(add: Callable[[str], None]) -> Handler:
+    """Reconcile an EtcdCluster when anything but its status changed: our own status writes
+    must not wake the reconciler again (a loop), and the resync requeue covers the rest."""
+
+    def handler(change: Change) -> None:
+        if change.type == "updated" and change.old is not None:
+            old, new = change.old.get("metadata") or {}, change.obj.get("metadata") or {}
+            if all(
+                old.get(k) == new.get(k)
+                for k in ("generation", "deletionTimestamp", "labels", "annotations")
+            ):
+                return
+        add(key_of(change.obj))
+
+    return handler
+
+
 def _record_members(ec: Any, o: Observed) -> None:
     counts = dict.fromkeys(metrics.MEMBER_STATES, 0)
     for m in o.members or ():
@@ -97,7 +117,7 @@ async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> 
         "services": Informer(client, SERVICES, namespace=args.namespace, label_selector=MANAGED),
         "pdbs": Informer(client, PDBS, namespace=args.namespace, label_selector=MANAGED),
     }
-    informers["clusters"].add_handler(enqueue_object(queue.add))
+    informers["clusters"].add_handler(enqueue_unless_status_only(queue.add))
     for name in ("pods", "claims", "services", "pdbs"):
         informers[name].add_handler(enqueue_by_label(queue.add, manifests.LABEL_CLUSTER))
     caches = Caches(**{name: inf.store for name, inf in informers.items()})
@@ -166,4 +186,6 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     logs.setup(args.log_level)
+    # kr8s 0.20 warns about any Kubernetes newer than it was tested on; we test on 1.36 ourselves.
+    warnings.filterwarnings("ignore", message="Kubernetes version .* is not supported")
     return asyncio.run(run(args))
