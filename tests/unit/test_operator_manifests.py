@@ -131,3 +131,34 @@ def test_new_member_names_avoid_taken_ones() -> None:
         name = observe.new_member_name("demo", taken)
         assert name.startswith("demo-") and len(name) == len("demo-") + 5
         assert name not in taken
+
+
+def em(i: int, learner: bool = False) -> EtcdMember:
+    return EtcdMember(i, f"m{i}", (f"http://demo-{i}.demo-peer.ns.svc:2380",), (), learner)
+
+
+def test_the_membership_a_quorum_reports_wins_over_a_rogue_member() -> None:
+    full = [em(1), em(2), em(3)]
+    rogue = [em(1)]  # member 1 lost its data and founded a cluster of its own
+    listed, dissent = observe.agreed_membership({"a": rogue, "b": full, "c": full})
+    assert listed == full
+    assert dissent == {"a"}
+
+
+def test_no_membership_is_trusted_without_a_quorum_behind_it() -> None:
+    full = [em(1), em(2), em(3)]
+    assert observe.agreed_membership({"b": full}) == (None, frozenset())
+    assert observe.agreed_membership({"a": [em(1)], "b": full}) == (None, frozenset())
+    assert observe.agreed_membership({}) == (None, frozenset())
+    single = [em(1)]
+    assert observe.agreed_membership({"a": single}) == (single, frozenset())
+    with_learner = [em(1), em(2, learner=True)]
+    assert observe.agreed_membership({"a": with_learner}) == (with_learner, frozenset())
+
+
+def test_only_the_seed_pod_refuses_to_restart_in_place() -> None:
+    ec = cluster()
+    seed = manifests.member_pod(ec, "demo-a", "demo-a=http://x:2380", "new", "cluster.local")
+    joiner = manifests.member_pod(ec, "demo-b", "", "existing", "cluster.local")
+    assert seed["spec"]["restartPolicy"] == "Never"
+    assert joiner["spec"]["restartPolicy"] == "Always"

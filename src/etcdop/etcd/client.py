@@ -104,12 +104,17 @@ class EtcdClient:
 
     # membership ---------------------------------------------------------------------------------
 
-    async def member_list(self) -> list[Member]:
-        """The membership, read linearizably from the first voting member that answers."""
-        resp = await self._on_any(
-            "member list",
-            lambda c: c.cluster.member_list(timeout=self._timeout, max_attempts=_ONCE),
-        )
+    async def member_list(self, endpoint: str | None = None) -> list[Member]:
+        """The membership, read linearizably from ENDPOINT, else from the first voting member
+        that answers. Asking each member in turn finds one that went its own way."""
+
+        def call(c: _Conn) -> Awaitable[Any]:
+            return c.cluster.member_list(timeout=self._timeout, max_attempts=_ONCE)
+
+        if endpoint is not None:
+            resp = await self._on(endpoint, "member list", call)
+        else:
+            resp = await self._on_any("member list", call)
         return [Member.from_proto(m) for m in resp.members]
 
     async def add_learner(self, peer_urls: Sequence[str]) -> MemberAdded:

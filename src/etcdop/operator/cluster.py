@@ -11,12 +11,13 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from etcdop.api import GROUP, KIND, PLURAL, VERSION, EtcdCluster, InvalidObject
 from etcdop.api.etcdcluster import EtcdClusterStatus
 from etcdop.etcd import EtcdClient, EtcdError, LearnerNotReady, MembershipChangeRefused
+from etcdop.etcd import Member as EtcdMember
 from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, Resource
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.store import Store
@@ -69,6 +70,10 @@ _RESOURCES = {
     "Service": SERVICES,
     "PodDisruptionBudget": PDBS,
 }
+
+
+def _client_url(ip: str) -> str:
+    return f"http://{ip}:{manifests.CLIENT_PORT}"
 
 
 def _now() -> str:
@@ -128,12 +133,12 @@ class ClusterReconciler:
 
         await self._ensure_services(ec)
         pods = self._pods(ec)
+        endpoints = {name: _client_url(ip) for name, ip in self._pod_ips(pods).items()}
         async with EtcdClient(
-            [f"http://{ip}:{manifests.CLIENT_PORT}" for ip in self._pod_ips(pods).values()]
-            or ["http://127.0.0.1:1"],  # no pod yet: every etcd call fails fast
+            list(endpoints.values()) or ["http://127.0.0.1:1"],  # no pod yet: calls fail fast
             timeout=self.etcd_timeout,
         ) as etcd:
-            observed, cluster_id = await self._observe(ec, pods, etcd)
+            observed, cluster_id, dissenters = await self._observe(ec, pods, endpoints, etcd)
             action = plan(observed)
             if self.on_observed:
                 self.on_observed(ec, observed)
@@ -144,9 +149,16 @@ class ClusterReconciler:
                     "action": type(action).__name__,
                     "reason": action.reason,
                     "detail": describe(action),
+                    **({"dissenting": sorted(dissenters)} if dissenters else {}),
                 },
             )
-            outcome = await self._act(ec, observed, action, etcd)
+            agreeing = [url for name, url in endpoints.items() if name not in dissenters]
+            if dissenters and agreeing:
+                # membership changes go only to members that share the agreed view
+                async with EtcdClient(agreeing, timeout=self.etcd_timeout) as trusted:
+                    outcome = await self._act(ec, observed, action, trusted)
+            else:
+                outcome = await self._act(ec, observed, action, etcd)
         await self._report(ec, raw, observed, action, outcome, cluster_id)
         if self.on_action:
             self.on_action(ec, action)
@@ -171,10 +183,14 @@ class ClusterReconciler:
         return out
 
     async def _observe(
-        self, ec: EtcdCluster, pods: Sequence[Mapping[str, Any]], etcd: EtcdClient
-    ) -> tuple[Observed, str]:
-        """The snapshot, and etcd's cluster ID in hex when a member answered ("" otherwise)."""
-        ips = self._pod_ips(pods)
+        self,
+        ec: EtcdCluster,
+        pods: Sequence[Mapping[str, Any]],
+        endpoints: Mapping[str, str],
+        etcd: EtcdClient,
+    ) -> tuple[Observed, str, frozenset[str]]:
+        """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
+        whose etcd reports a membership other than the one a quorum agrees on."""
         claims = frozenset(
             str(c["metadata"]["name"])
             for c in self.caches.claims.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
@@ -182,19 +198,19 @@ class ClusterReconciler:
         )
         members: tuple[Member, ...] | None = None
         cluster_id = ""
-        if ips:
-            try:
-                listed = await etcd.member_list()
-            except EtcdError as e:
-                log.info("member list failed", extra={"cluster": ec.key, "error": str(e)})
-                listed = None
+        dissenters: frozenset[str] = frozenset()
+        if endpoints:
+            views = await self._member_lists(ec, endpoints, etcd)
+            listed, dissenters = observe.agreed_membership(views)
             if listed is not None:
-                answers = await asyncio.gather(*(self._member(ec, m, ips, etcd) for m in listed))
+                answers = await asyncio.gather(
+                    *(self._member(ec, m, endpoints, etcd, dissenters) for m in listed)
+                )
                 members = tuple(m for m, _ in answers)
                 cluster_id = next((f"{cid:x}" for _, cid in answers if cid), "")
         taken = [str(p["metadata"]["name"]) for p in pods] + list(claims)
         taken += [m.name for m in members or ()]
-        return Observed(
+        observed = Observed(
             cluster=ec.name,
             spec=DesiredSpec.of(ec.spec),
             pods=tuple(observe.member_pod(p) for p in pods),
@@ -202,22 +218,47 @@ class ClusterReconciler:
             claims=claims,
             bootstrapped=bool(ec.status.cluster_id),
             next_member_name=observe.new_member_name(ec.name, taken),
-        ), cluster_id
+        )
+        return observed, cluster_id, dissenters
+
+    async def _member_lists(
+        self, ec: EtcdCluster, endpoints: Mapping[str, str], etcd: EtcdClient
+    ) -> dict[str, list[EtcdMember]]:
+        """Each answering member's own member list (learners do not answer: that is fine)."""
+
+        async def one(name: str, url: str) -> tuple[str, list[EtcdMember] | None]:
+            try:
+                return name, await etcd.member_list(url)
+            except EtcdError as e:
+                log.debug(
+                    "member list failed", extra={"cluster": ec.key, "member": name, "error": str(e)}
+                )
+                return name, None
+
+        answers = await asyncio.gather(*(one(n, u) for n, u in endpoints.items()))
+        return {name: ms for name, ms in answers if ms is not None}
 
     async def _member(
-        self, ec: EtcdCluster, m: Any, ips: Mapping[str, str], etcd: EtcdClient
+        self,
+        ec: EtcdCluster,
+        m: EtcdMember,
+        endpoints: Mapping[str, str],
+        etcd: EtcdClient,
+        dissenters: frozenset[str],
     ) -> tuple[Member, int]:
         name = observe.member_name(m.peer_urls, ec.name)
-        ip = ips.get(name)
+        url = endpoints.get(name)
         status = health = None
-        if ip:
-            endpoint = f"http://{ip}:{manifests.CLIENT_PORT}"
+        if url:
             try:
-                status, health = await asyncio.gather(etcd.status(endpoint), etcd.health(endpoint))
+                status, health = await asyncio.gather(etcd.status(url), etcd.health(url))
             except EtcdError:
                 status = health = None
         cluster_id = status.cluster_id if status is not None else 0
-        return observe.member(m, ec.name, observe.member_health(status, health)), cluster_id
+        view = observe.member_health(status, health)
+        if name in dissenters:
+            view = replace(view, healthy=False, is_leader=False)  # it answers for another cluster
+        return observe.member(m, ec.name, view), cluster_id
 
     # -- act -------------------------------------------------------------------------------------
 

@@ -225,7 +225,10 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
     spec: JSON = {
         "hostname": member,
         "subdomain": peer_service_name(ec.name),
-        "restartPolicy": "Always",
+        # The seed must never restart in place: on a lost data dir, `--initial-cluster-state=new`
+        # would found a second cluster with the same IDs. Its pod fails instead and is replaced
+        # (or, with a claim, re-created as an `existing` member).
+        "restartPolicy": "Never" if state == "new" else "Always",
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
         "volumes": [volume],

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,6 +95,31 @@ def member(m: EtcdMember, cluster: str, health: MemberHealth) -> Member:
         started=bool(m.name),
         health=health,
     )
+
+
+def agreed_membership(
+    views: Mapping[str, Sequence[EtcdMember]],
+) -> tuple[Sequence[EtcdMember] | None, frozenset[str]]:
+    """The member list a quorum of its own voters report, and the names of the pods that
+    report another one (a member that lost its data and started a cluster of its own).
+
+    VIEWS maps a pod name to the member list that pod's etcd answered. Trusting a single member
+    would let such a rogue member make every other member look like an orphan.
+    """
+
+    def key(ms: Sequence[EtcdMember]) -> frozenset[tuple[int, bool]]:
+        return frozenset((m.id, m.is_learner) for m in ms)
+
+    counts = Counter(key(ms) for ms in views.values())
+    if not counts:
+        return None, frozenset()
+    ranked = counts.most_common()
+    best, votes = ranked[0]
+    voters = sum(1 for _, learner in best if not learner)
+    if (len(ranked) > 1 and ranked[1][1] == votes) or votes < voters // 2 + 1:
+        return None, frozenset()  # no view is held by a quorum: decide nothing on any of them
+    chosen = next(ms for ms in views.values() if key(ms) == best)
+    return chosen, frozenset(name for name, ms in views.items() if key(ms) != best)
 
 
 def initial_cluster(members: Iterable[Member], extra: str = "", extra_url: str = "") -> str:
