@@ -1,0 +1,90 @@
+"""Fixtures of the EtcdCluster scenarios: the CRD, the operator process, a namespace per module.
+
+An `operator` runs per test module (so a module that runs its own replicas, like the leader
+election scenario, has no other operator beside them) and takes its leader Lease in a namespace
+of its own, so one module's operator never waits for the lease of the module before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Generator, Iterator
+
+import kr8s.asyncio
+import pytest
+
+from e2e.localcluster.controlplane import ControlPlane
+from e2e.operator import (
+    LIVE_OPERATORS,
+    KubeClient,
+    OperatorProcess,
+    Operators,
+    delete_namespace,
+    install_crd,
+    new_namespace,
+    wait_lease_holder,
+)
+
+
+@pytest.fixture(scope="session")
+async def kube(kube_api: kr8s.asyncio.Api) -> KubeClient:
+    return KubeClient(kube_api)
+
+
+@pytest.fixture(scope="session")
+async def etcdcluster_crd(kube: KubeClient) -> KubeClient:
+    """The EtcdCluster CRD from crds/, installed (or updated) and served."""
+    await install_crd(kube)
+    return kube
+
+
+@pytest.fixture(scope="module")
+def operators(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operators]:
+    ops = Operators(control_plane.kubeconfig, tmp_path_factory.mktemp("operator-logs"))
+    try:
+        yield ops
+    finally:
+        ops.stop_all()
+
+
+@pytest.fixture(scope="module")
+async def lease_namespace(etcdcluster_crd: KubeClient) -> AsyncIterator[str]:
+    ns = await new_namespace(etcdcluster_crd, "lease")
+    yield ns
+    await delete_namespace(etcdcluster_crd, ns)
+
+
+@pytest.fixture(scope="module")
+async def operator(
+    etcdcluster_crd: KubeClient,
+    operators: Operators,
+    lease_namespace: str,
+    request: pytest.FixtureRequest,
+) -> OperatorProcess:
+    """One operator watching every namespace, serving metrics, holding its Lease."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    op = operators.start(f"op-{name}", lease_namespace=lease_namespace)
+    await op.wait_serving()
+    await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)
+    return op
+
+
+@pytest.fixture
+async def namespace(etcdcluster_crd: KubeClient) -> AsyncIterator[str]:
+    """A fresh namespace for one test, deleted (not awaited) afterwards."""
+    ns = await new_namespace(etcdcluster_crd, "ec")
+    yield ns
+    await delete_namespace(etcdcluster_crd, ns)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """A failed scenario shows the last lines of every operator that ran during it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for op in LIVE_OPERATORS:
+            report.sections.append((f"operator {op.identity} log ({op.log_path})", op.tail(80)))

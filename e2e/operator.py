@@ -1,0 +1,660 @@
+"""Harness for the EtcdCluster scenarios: the operator as a real host process, EtcdCluster objects,
+and an etcd client that reaches the member pods by pod IP.
+
+The operator runs as a developer runs it out of cluster (`etcdop operator --kubeconfig ...`), so a
+test can SIGKILL it at any instant. Host processes reach pod IPs over the local bridge, so the
+tests talk to etcd by pod IP and need no cluster DNS on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kr8s.asyncio
+import yaml
+
+from e2e.localcluster.binaries import ETCD_VERSIONS
+from e2e.localcluster.procs import free_port
+from etcdop.etcd import EtcdClient, EtcdError, Member
+from tests.waiting import eventually
+
+REPO = Path(__file__).resolve().parents[1]
+CRD_FILE = REPO / "crds" / "etcdclusters.etcdop.io.yaml"
+CRD_NAME = "etcdclusters.etcdop.io"
+GROUP_VERSION = "etcdop.io/v1alpha1"
+ETCD_VERSION = ETCD_VERSIONS[0].removeprefix("v")  # the newest etcd line the cache holds
+CLUSTER_LABEL = "etcdop.io/cluster"
+CLIENT_PORT = 2379
+REQUEST_TIMEOUT = 30.0
+
+Obj = dict[str, Any]
+
+
+def etcdop_executable() -> Path:
+    """The `etcdop` entry point of the interpreter running the tests (the repo's .venv)."""
+    return Path(sys.executable).parent / "etcdop"
+
+
+# ------------------------------------------------------------------------------- Kubernetes API
+
+
+class ApiError(RuntimeError):
+    """A Kubernetes API call answered with an error status; STATUS and BODY say which."""
+
+    def __init__(self, method: str, path: str, status: int, body: Obj) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {path}: HTTP {status}: {body.get('message', body)}")
+
+
+class KubeClient:
+    """Plain-dict verbs over kr8s' `call_api`, each bounded by a timeout.
+
+    Paths are full API paths (`/api/v1/...`, `/apis/group/version/...`).
+    """
+
+    def __init__(self, api: kr8s.asyncio.Api) -> None:
+        self.api = api
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Obj]:
+        """(HTTP status, decoded body); never raises for an error status."""
+        parts = path.strip("/").split("/")
+        if parts[0] == "api":
+            version, url = parts[1], "/".join(parts[2:])
+        else:
+            version, url = f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["content"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": content_type}
+        if params:
+            kwargs["params"] = params
+        async with (
+            asyncio.timeout(REQUEST_TIMEOUT),
+            self.api.call_api(
+                method, version=version, url=url, raise_for_status=False, **kwargs
+            ) as r,
+        ):
+            try:
+                data = r.json()
+            except ValueError:
+                data = {"message": r.text}
+            return r.status_code, data if isinstance(data, dict) else {"items": data}
+
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Obj:
+        status, data = await self.call(method, path, body, **kw)
+        if status >= 400:
+            raise ApiError(method, path, status, data)
+        return data
+
+    async def get(self, path: str) -> Obj | None:
+        status, data = await self.call("GET", path)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ApiError("GET", path, status, data)
+        return data
+
+    async def items(self, path: str, label_selector: str | None = None) -> list[Obj]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        data = await self.request("GET", path, params=params)
+        return list(data.get("items") or [])
+
+    async def create(self, path: str, body: Obj) -> Obj:
+        return await self.request("POST", path, body)
+
+    async def merge_patch(self, path: str, body: Obj) -> Obj:
+        return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+    async def delete(self, path: str) -> None:
+        status, data = await self.call("DELETE", path)
+        if status >= 400 and status != 404:
+            raise ApiError("DELETE", path, status, data)
+
+
+def clusters_path(ns: str, name: str = "") -> str:
+    path = f"/apis/{GROUP_VERSION}/namespaces/{ns}/etcdclusters"
+    return f"{path}/{name}" if name else path
+
+
+async def install_crd(kube: KubeClient, within: float = 60) -> None:
+    """Create or update the EtcdCluster CRD from crds/, then wait until the API serves it."""
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    current = await kube.get(f"{path}/{CRD_NAME}")
+    if current is None:
+        status, data = await kube.call("POST", path, crd)
+        if status not in (201, 409):  # 409: another session created it meanwhile
+            raise ApiError("POST", path, status, data)
+    else:
+        crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        await kube.request("PUT", f"{path}/{CRD_NAME}", crd)
+
+    async def established() -> bool:
+        got = await kube.get(f"{path}/{CRD_NAME}")
+        status_of = (got or {}).get("status") or {}
+        conds = {c["type"]: c["status"] for c in status_of.get("conditions") or []}
+        if conds.get("Established") != "True":
+            return False
+        status, _ = await kube.call("GET", f"/apis/{GROUP_VERSION}/etcdclusters")
+        return status == 200
+
+    await eventually(established, within, f"CRD {CRD_NAME} Established and served")
+
+
+async def new_namespace(kube: KubeClient, prefix: str) -> str:
+    """A fresh namespace PREFIX-xxxxxx whose default ServiceAccount exists (pods need it)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await kube.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": name}})
+
+    async def has_sa() -> bool:
+        return await kube.get(f"/api/v1/namespaces/{name}/serviceaccounts/default") is not None
+
+    await eventually(has_sa, 60, f"serviceaccount {name}/default")
+    return name
+
+
+async def delete_namespace(kube: KubeClient, name: str) -> None:
+    """Start deleting NAME; the namespace controller and the node agent finish it."""
+    await kube.delete(f"/api/v1/namespaces/{name}")
+
+
+# --------------------------------------------------------------------------------- EtcdCluster
+
+
+def etcd_cluster(name: str, ns: str, size: int | None = 3, **spec: Any) -> Obj:
+    """An EtcdCluster manifest; SPEC adds or overrides spec fields (camelCase, as in YAML)."""
+    body: Obj = {"version": ETCD_VERSION, **spec}
+    if size is not None:
+        body["size"] = size
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "EtcdCluster",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": body,
+    }
+
+
+async def create_cluster(kube: KubeClient, obj: Obj) -> Obj:
+    return await kube.create(clusters_path(obj["metadata"]["namespace"]), obj)
+
+
+async def get_cluster(kube: KubeClient, name: str, ns: str) -> Obj:
+    got = await kube.get(clusters_path(ns, name))
+    if got is None:
+        raise AssertionError(f"EtcdCluster {ns}/{name} does not exist")
+    return got
+
+
+async def patch_spec(kube: KubeClient, name: str, ns: str, spec: Obj) -> Obj:
+    return await kube.merge_patch(clusters_path(ns, name), {"spec": spec})
+
+
+async def delete_cluster(kube: KubeClient, name: str, ns: str) -> None:
+    await kube.delete(clusters_path(ns, name))
+
+
+def condition(obj: Obj, type_: str) -> Obj | None:
+    for c in obj.get("status", {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def readiness_problems(ec: Obj, size: int) -> list[str]:
+    """Why EC's status does not (yet) say SIZE ready members, one leader, Running, Available."""
+    status = ec.get("status") or {}
+    problems = []
+    gen = ec["metadata"].get("generation")
+    if status.get("observedGeneration") != gen:
+        problems.append(f"observedGeneration {status.get('observedGeneration')} != {gen}")
+    if status.get("readyMembers") != size:
+        problems.append(f"readyMembers {status.get('readyMembers')} != {size}")
+    if status.get("phase") != "Running":
+        problems.append(f"phase {status.get('phase')!r} != 'Running'")
+    members = status.get("members") or []
+    voters = [m for m in members if not m.get("isLearner")]
+    if len(voters) != size or len(members) != size:
+        problems.append(f"{len(members)} members ({len(voters)} voting), want {size} voting")
+    not_ready = [m.get("name") for m in members if not m.get("ready")]
+    if not_ready:
+        problems.append(f"members not ready: {not_ready}")
+    leaders = [m.get("name") for m in members if m.get("isLeader")]
+    if len(leaders) != 1:
+        problems.append(f"leaders among members: {leaders}")
+    available = condition(ec, "Available")
+    if available is None or available.get("status") != "True":
+        problems.append(f"condition Available is {available}")
+    return problems
+
+
+async def wait_cluster_ready(
+    kube: KubeClient, name: str, ns: str, size: int, within: float = 180
+) -> Obj:
+    """Wait until the status shows SIZE ready voting members, one leader, phase Running and
+    Available=True for the current generation; returns the EtcdCluster."""
+    last: list[Obj] = []
+
+    async def ready() -> bool:
+        ec = await get_cluster(kube, name, ns)
+        last[:] = [ec]
+        problems = readiness_problems(ec, size)
+        assert not problems, "; ".join(problems)
+        return True
+
+    await eventually(ready, within, f"EtcdCluster {ns}/{name} ready with {size} members")
+    return last[0]
+
+
+# ----------------------------------------------------------------------------- member pods
+
+
+async def member_pods(kube: KubeClient, name: str, ns: str) -> list[Obj]:
+    """The pods of cluster NAME (label etcdop.io/cluster), oldest first, deleted ones included."""
+    pods = await kube.items(f"/api/v1/namespaces/{ns}/pods", f"{CLUSTER_LABEL}={name}")
+    return sorted(pods, key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
+
+
+async def member_ids(kube: KubeClient, name: str, ns: str) -> dict[int, str]:
+    """etcd member ID -> name as the members say now; an etcd failure is an AssertionError
+    (for checks polled with `eventually`: the cluster may be between states)."""
+    try:
+        view = await observe_members(kube, name, ns)
+    except EtcdError as e:
+        raise AssertionError(f"no member list: {e}") from e
+    return {m.id: m.name for m in view.members}
+
+
+def pod_ready(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def pod_endpoint(pod: Obj) -> str | None:
+    ip = pod.get("status", {}).get("podIP")
+    if not ip or pod["metadata"].get("deletionTimestamp"):
+        return None
+    return f"http://{ip}:{CLIENT_PORT}"
+
+
+async def member_endpoints(kube: KubeClient, name: str, ns: str) -> dict[str, str]:
+    """Pod name -> client URL by pod IP, for every live pod of cluster NAME that has an IP."""
+    out = {}
+    for pod in await member_pods(kube, name, ns):
+        endpoint = pod_endpoint(pod)
+        if endpoint:
+            out[pod["metadata"]["name"]] = endpoint
+    return out
+
+
+@contextlib.asynccontextmanager
+async def etcd_client(
+    kube: KubeClient, name: str, ns: str, call_timeout: float = 5.0
+) -> AsyncIterator[EtcdClient]:
+    """An EtcdClient over the pod IPs of cluster NAME's members as they are now."""
+    endpoints = await member_endpoints(kube, name, ns)
+    if not endpoints:
+        raise AssertionError(f"EtcdCluster {ns}/{name} has no pod with an IP")
+    async with EtcdClient(sorted(endpoints.values()), timeout=call_timeout) as client:
+        yield client
+
+
+@dataclass
+class MemberView:
+    """One sample of the cluster from outside: membership, pods and each voter's health."""
+
+    members: list[Member]
+    endpoints: dict[str, str]  # pod name -> client URL by pod IP
+    healthy: dict[str, bool]  # member name (or hex id when unnamed) -> healthy, voters only
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def voters(self) -> list[Member]:
+        return [m for m in self.members if not m.is_learner]
+
+    @property
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    @property
+    def healthy_voters(self) -> int:
+        return sum(self.healthy.values())
+
+    def has_quorum(self) -> bool:
+        return bool(self.voters) and self.healthy_voters >= self.quorum
+
+    def describe(self) -> str:
+        parts = [
+            f"{k}={'ok' if v else 'DOWN(' + self.reasons.get(k, '') + ')'}"
+            for k, v in sorted(self.healthy.items())
+        ]
+        learners = [m.name or m.hex_id for m in self.members if m.is_learner]
+        return (
+            f"{self.healthy_voters}/{len(self.voters)} voters healthy (quorum {self.quorum}): "
+            f"{', '.join(parts)}; learners {learners}; pods {sorted(self.endpoints)}"
+        )
+
+
+async def observe_members(
+    kube: KubeClient, name: str, ns: str, call_timeout: float = 3.0
+) -> MemberView:
+    """Member list through any pod, then the health of every voting member through its own pod
+    IP; raises EtcdError when no pod answers the member list."""
+    endpoints = await member_endpoints(kube, name, ns)
+    if not endpoints:
+        raise AssertionError(f"EtcdCluster {ns}/{name} has no pod with an IP")
+    async with EtcdClient(sorted(endpoints.values()), timeout=call_timeout) as client:
+        members = await client.member_list()
+        view = MemberView(members, endpoints, {})
+        checks = []
+        for m in view.voters:
+            key = m.name or m.hex_id
+            endpoint = endpoints.get(m.name) if m.name else None
+            if endpoint is None:
+                view.healthy[key] = False
+                view.reasons[key] = "no pod with an IP"
+                continue
+            checks.append((key, client.health(endpoint, within=call_timeout)))
+        for key, result in zip(
+            [k for k, _ in checks], await asyncio.gather(*(c for _, c in checks)), strict=True
+        ):
+            view.healthy[key] = result.healthy
+            if not result.healthy:
+                view.reasons[key] = result.reason
+    return view
+
+
+async def membership_problems(kube: KubeClient, name: str, ns: str, size: int) -> list[str]:
+    """Why etcd's membership and the pods do not match one to one at SIZE voting members, all
+    healthy and agreeing on one membership (orphan members, orphan pods, learners left)."""
+    try:
+        view = await observe_members(kube, name, ns)
+    except EtcdError as e:
+        return [f"no member list: {e}"]
+    problems = []
+    pods = {p["metadata"]["name"]: p for p in await member_pods(kube, name, ns)}
+    names = {m.name for m in view.members}
+    orphan_members = [m.name or f"unnamed {m.hex_id}" for m in view.members if m.name not in pods]
+    if orphan_members:
+        problems.append(f"members without a pod: {orphan_members}")
+    orphan_pods = sorted(set(pods) - names)
+    if orphan_pods:
+        problems.append(f"pods that are not members: {orphan_pods}")
+    learners = [m.name or m.hex_id for m in view.members if m.is_learner]
+    if learners:
+        problems.append(f"learners left: {learners}")
+    if len(view.voters) != size:
+        problems.append(f"{len(view.voters)} voting members, want {size}")
+    if view.healthy_voters != len(view.voters):
+        problems.append(f"not all healthy: {view.describe()}")
+    not_ready = sorted(n for n, p in pods.items() if not pod_ready(p))
+    if not_ready:
+        problems.append(f"pods not Ready: {not_ready}")
+    # Every member must see the same membership: a member that bootstrapped a cluster of its own
+    # (a split brain) would answer healthy on its own.
+    ids = {m.id for m in view.members}
+    for pod_name, endpoint in sorted(view.endpoints.items()):
+        try:
+            async with EtcdClient([endpoint], timeout=3.0) as one:
+                theirs = {m.id for m in await one.member_list()}
+        except EtcdError as e:
+            problems.append(f"{pod_name}: member list failed: {e}")
+            continue
+        if theirs != ids:
+            problems.append(
+                f"{pod_name} sees members {sorted(f'{i:x}' for i in theirs)}, "
+                f"others {sorted(f'{i:x}' for i in ids)}"
+            )
+    return problems
+
+
+async def wait_membership_matches(
+    kube: KubeClient, name: str, ns: str, size: int, within: float = 90
+) -> None:
+    async def matches() -> bool:
+        problems = await membership_problems(kube, name, ns, size)
+        assert not problems, "; ".join(problems)
+        return True
+
+    await eventually(matches, within, f"etcd membership of {ns}/{name} to match its {size} pods")
+
+
+# ------------------------------------------------------------------------- the operator process
+
+
+class OperatorProcess:
+    """One `etcdop operator` process on the host; its stdout and stderr (JSON lines) go to LOG_PATH.
+
+    It runs in a session of its own, so stop() and kill() reach it and nothing else.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        identity: str,
+        *,
+        namespace: str | None = None,
+        lease_namespace: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.identity = identity
+        self.namespace = namespace
+        self.lease_namespace = lease_namespace
+        self.extra_args = tuple(extra_args)
+        self.log_path = log_dir / f"operator-{identity}.log"
+        self.metrics_port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def argv(self) -> list[str]:
+        argv = [
+            str(etcdop_executable()), "operator",
+            "--kubeconfig", str(self.kubeconfig),
+            "--metrics-port", str(self.metrics_port),
+            "--id", self.identity,
+        ]
+        if self.namespace:
+            argv += ["--namespace", self.namespace]
+        if self.lease_namespace:
+            argv += ["--lease-namespace", self.lease_namespace]
+        return argv + list(self.extra_args)
+
+    def start(self) -> None:
+        """Start (or restart) the process; the log file keeps every run, separated by a header."""
+        if self.alive:
+            raise RuntimeError(f"operator {self.identity} already runs (pid {self.pid})")
+        self.metrics_port = free_port()
+        self.starts += 1
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
+        with self.log_path.open("ab") as log:
+            log.write(f"# --- start #{self.starts}: {' '.join(self.argv())}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=REPO, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def _signal_group(self, sig: int) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: no cleanup, no lease release."""
+        if self._proc is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        self._proc.wait(timeout=10)
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL after GRACE seconds; returns the exit status."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self._proc.wait(timeout=10)
+        return self._proc.returncode
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def records(self, run: int | None = None) -> list[Obj]:
+        """The JSON log records (of run number RUN, default every run); other lines skipped."""
+        out: list[Obj] = []
+        current = 0
+        for line in self.log_text().splitlines():
+            if line.startswith("# --- start #"):
+                current = int(line.split("#")[2].split(":")[0])
+                continue
+            if run is not None and current != run:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            r = await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+            r.raise_for_status()
+            return r.text
+
+    async def wait_serving(self, within: float = 60) -> None:
+        """Until its metrics endpoint answers; fails at once, with its log, if it exits."""
+
+        async def serving() -> bool:
+            if not self.alive:
+                raise RuntimeError(
+                    f"operator {self.identity} exited with {self.returncode}:\n{self.tail(40)}"
+                )
+            try:
+                await self.metrics()
+            except httpx.HTTPError:
+                return False
+            return True
+
+        await eventually(serving, within, f"operator {self.identity} serving metrics")
+
+
+LIVE_OPERATORS: list[OperatorProcess] = []
+"""Operators started by `Operators` and not yet stopped (a failed test shows their logs)."""
+
+
+class Operators:
+    """Starts operator processes for one test or module and stops every one of them after."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.started: list[OperatorProcess] = []
+
+    def start(
+        self, identity: str, *, namespace: str | None = None, lease_namespace: str | None = None
+    ) -> OperatorProcess:
+        op = OperatorProcess(
+            self.kubeconfig, self.log_dir, identity,
+            namespace=namespace, lease_namespace=lease_namespace,
+        )
+        op.start()
+        self.started.append(op)
+        LIVE_OPERATORS.append(op)
+        return op
+
+    def stop_all(self) -> None:
+        for op in self.started:
+            op.stop()
+            if op in LIVE_OPERATORS:
+                LIVE_OPERATORS.remove(op)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of NAME's samples in Prometheus text TEXT whose labels include LABELS."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+# --------------------------------------------------------------------------------- leases
+
+
+async def leases(kube: KubeClient, ns: str) -> list[Obj]:
+    return await kube.items(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases")
+
+
+async def lease_holder(kube: KubeClient, ns: str) -> str | None:
+    """holderIdentity of the one Lease in NS (the tests give each election a namespace)."""
+    found = await leases(kube, ns)
+    if not found:
+        return None
+    names = [x["metadata"]["name"] for x in found]
+    assert len(found) == 1, f"expected one Lease in {ns}, found {names}"
+    holder: str | None = found[0].get("spec", {}).get("holderIdentity")
+    return holder
+
+
+async def wait_lease_holder(kube: KubeClient, ns: str, identity: str, within: float = 60) -> Obj:
+    async def held() -> bool:
+        holder = await lease_holder(kube, ns)
+        assert holder == identity, f"holder is {holder!r}"
+        return True
+
+    await eventually(held, within, f"the Lease in {ns} to name {identity!r}")
+    return (await leases(kube, ns))[0]
