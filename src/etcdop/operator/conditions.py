@@ -83,7 +83,7 @@ def phase(o: Observed, action: Action, previous: str) -> str:
         return "Degraded"
     if isinstance(action, RemoveMember | CreatePod | DeletePod) and action.reason in HEAL_REASONS:
         return "Healing"
-    if any(o.member_version(m) != o.spec.version for m in o.members):
+    if any(o.member_version(m) not in ("", o.spec.version) for m in o.members):
         return "Upgrading"
     if len(voters) != o.spec.size or o.learners:
         if len(voters) < o.spec.size and previous in ("Creating", "Healing"):
