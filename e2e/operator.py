@@ -26,6 +26,7 @@ import kr8s.asyncio
 import yaml
 
 from e2e.localcluster.binaries import ETCD_VERSIONS
+from e2e.localcluster.node.kubeapi import call_api_args
 from e2e.localcluster.procs import free_port
 from etcdop.etcd import EtcdClient, EtcdError, Member
 from tests.waiting import eventually
@@ -77,22 +78,10 @@ class KubeClient:
         params: dict[str, str] | None = None,
     ) -> tuple[int, Obj]:
         """(HTTP status, decoded body); never raises for an error status."""
-        parts = path.strip("/").split("/")
-        if parts[0] == "api":
-            version, url = parts[1], "/".join(parts[2:])
-        else:
-            version, url = f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": content_type}
-        if params:
-            kwargs["params"] = params
+        kwargs = call_api_args(path, body, content_type, params)
         async with (
             asyncio.timeout(REQUEST_TIMEOUT),
-            self.api.call_api(
-                method, version=version, url=url, raise_for_status=False, **kwargs
-            ) as r,
+            self.api.call_api(method, raise_for_status=False, **kwargs) as r,
         ):
             try:
                 data = r.json()

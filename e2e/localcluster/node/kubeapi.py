@@ -23,12 +23,26 @@ EventHandler = Callable[[str, Obj], Awaitable[None]]
 REQUEST_TIMEOUT = 30.0
 
 
-def _version_of(path: str) -> tuple[str, str]:
-    """'/api/v1/x' or '/apis/g/v/x' -> (version, rest) for call_api."""
+def call_api_args(
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """kr8s `call_api` keywords for a full API PATH ('/api/v1/x' or '/apis/g/v/x') and a JSON
+    BODY, so test code can speak in the paths the API documents."""
     parts = path.strip("/").split("/")
     if parts[0] == "api":
-        return parts[1], "/".join(parts[2:])
-    return f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
+        version, url = parts[1], "/".join(parts[2:])
+    else:
+        version, url = f"{parts[1]}/{parts[2]}", "/".join(parts[3:])
+    kwargs: dict[str, Any] = {"version": version, "url": url}
+    if body is not None:
+        kwargs["content"] = json.dumps(body)
+        kwargs["headers"] = {"Content-Type": content_type}
+    if params:
+        kwargs["params"] = params
+    return kwargs
 
 
 class Kube:
@@ -46,17 +60,11 @@ class Kube:
         params: dict[str, Any] | None = None,
         ok_missing: bool = False,
     ) -> Obj | None:
-        version, url = _version_of(path)
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["content"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": content_type}
-        if params:
-            kwargs["params"] = params
+        kwargs = call_api_args(path, body, content_type, params)
         try:
             async with (
                 asyncio.timeout(REQUEST_TIMEOUT),
-                self.api.call_api(method, version=version, url=url, **kwargs) as r,
+                self.api.call_api(method, **kwargs) as r,
             ):
                 data: Obj = r.json()
                 return data
@@ -99,7 +107,7 @@ async def list_watch(
     synthesised after a relist. Runs until cancelled."""
     known: dict[str, Obj] = {}
     backoff = 0.5
-    version, url = _version_of(path)
+    where = call_api_args(path)
     while True:
         try:
             items: list[Obj] = []
@@ -134,7 +142,8 @@ async def list_watch(
                     timeoutSeconds=str(random.randint(240, 360)),
                 )
                 async with kube.api.call_api(
-                    "GET", version=version, url=url, params=wp, stream=True, timeout=None
+                    "GET", version=where["version"], url=where["url"], params=wp, stream=True,
+                    timeout=None,
                 ) as r:
                     lines = r.aiter_lines()
                     while True:
