@@ -32,7 +32,7 @@ from e2e.operator import (
     wait_membership_matches,
 )
 from e2e.workload import unreadable
-from etcdop.operator.manifests import DATA_DIR, ETCD_CONTAINER
+from etcdop.operator.manifests import ANN_INITIAL_STATE, DATA_DIR, ETCD_CONTAINER
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -181,6 +181,29 @@ async def test_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
     faults.kill_container(victim["metadata"]["uid"], ETCD_CONTAINER)
 
     await wait_replaced(cluster, victim_id, victim_name)
+    lost = await unreadable(cluster.kube, cluster.name, cluster.ns, keys)
+    assert not lost, f"{len(lost)} of {len(keys)} keys lost, e.g. {lost[:5]}"
+
+
+async def test_joined_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
+    """A member that joined (--initial-cluster-state=existing) loses its data dir and its etcd
+    restarts on the empty dir: it cannot serve again (it crash-loops) and must be replaced."""
+    ec = await cluster.ready()
+    keys = await cluster.write("wipe-joined", 200)
+    pods = await member_pods(cluster.kube, cluster.name, cluster.ns)
+    joined = {
+        p["metadata"]["name"]: p
+        for p in pods
+        if (p["metadata"].get("annotations") or {}).get(ANN_INITIAL_STATE) == "existing"
+    }
+    followers = [m for m in ec["status"]["members"] if not m["isLeader"] and m["name"] in joined]
+    assert followers, f"no joined follower among {sorted(joined)}"
+    victim = joined[followers[0]["name"]]
+
+    faults.wipe_volume(victim["metadata"]["uid"], DATA_DIR, ETCD_CONTAINER)
+    faults.kill_container(victim["metadata"]["uid"], ETCD_CONTAINER)
+
+    await wait_replaced(cluster, int(followers[0]["id"], 16), victim["metadata"]["name"])
     lost = await unreadable(cluster.kube, cluster.name, cluster.ns, keys)
     assert not lost, f"{len(lost)} of {len(keys)} keys lost, e.g. {lost[:5]}"
 
