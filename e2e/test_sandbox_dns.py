@@ -6,6 +6,7 @@ EndpointSlice controller does for pods with hostname/subdomain) and a ClusterIP 
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ from e2e.localcluster.node.sandbox_testing import (
     spec,
     wait_until,
 )
+
+
+def _resolves_to(name: str, ip: str, tmp_path: Path) -> bool:
+    return bool(getent(name, tmp_path).stdout.split()[:1] == [ip])
 
 NS = "sbx-dns"
 
@@ -126,7 +131,7 @@ async def test_host_resolves_cluster_names_and_nothing_else(
 ) -> None:
     for name, ip in records.items():
         await wait_until(
-            lambda n=name, i=ip: getent(n, tmp_path).stdout.split()[:1] == [i],  # type: ignore[misc]
+            functools.partial(_resolves_to, name, ip, tmp_path),
             30,
             f"{name} -> {ip} through cluster DNS",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,10 @@ from e2e.localcluster.node.sandbox_testing import (
     spec,
     wait_until,
 )
+
+
+def _has_text(path: Path) -> bool:
+    return path.read_text().strip() != ""
 
 
 def links() -> str:
@@ -44,7 +49,7 @@ async def test_teardown_all_leaves_nothing(tmp_path: Path) -> None:
             pids.append(running.pid)
             daemon = vol / f"daemon{i}"
             await wait_until(
-                lambda d=daemon: d.read_text().strip() != "",  # type: ignore[misc]
+                functools.partial(_has_text, daemon),
                 20,
                 f"container c{i} to start its daemon",
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from etcdop.api.etcdcluster import Condition, EtcdClusterStatus
 from etcdop.operator.conditions import compute_status, phase
 from etcdop.operator.model import DesiredSpec, Member, MemberHealth, MemberPod, Observed
@@ -29,10 +31,10 @@ def pod(n: int, version: str = V, ready: bool = True) -> MemberPod:
 
 
 def observed(members: list[Member] | None, pods: list[MemberPod], size: int = 3,
-             **spec: object) -> Observed:
+             **spec: Any) -> Observed:
     return Observed(
         cluster="demo",
-        spec=DesiredSpec(size=size, version=V, **spec),  # type: ignore[arg-type]
+        spec=DesiredSpec(size=size, version=V, **spec),
         pods=tuple(pods),
         members=None if members is None else tuple(members),
         bootstrapped=members is not None,

@@ -119,7 +119,9 @@ def test_store_lists_by_namespace_and_labels() -> None:
         cm("a", app="etcd", cluster="x"), cm("b", app="etcd", cluster="y"),
         cm("c", ns="other", app="etcd", cluster="x"), cm("n", ns=None),
     ])
-    names = lambda objs: sorted(o["metadata"]["name"] for o in objs)  # noqa: E731
+    def names(objs: list[dict[str, Any]]) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in objs)
+
     assert names(s.list()) == ["a", "b", "c", "n"]
     assert names(s.list("default")) == ["a", "b"]
     assert names(s.list(labels={"cluster": "x"})) == ["a", "c"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from etcdop.operator.model import (
     DesiredSpec,
     Member,
@@ -36,14 +38,14 @@ def healthy(leader: bool = False, index: int = 5000, version: str = V) -> Member
     )
 
 
-def voter(n: int, leader: bool = False, **kw: object) -> Member:
-    return Member(id=n, name=f"demo-{n}", health=healthy(leader), **kw)  # type: ignore[arg-type]
+def voter(n: int, leader: bool = False, **kw: Any) -> Member:
+    return Member(id=n, name=f"demo-{n}", health=healthy(leader), **kw)
 
 
-def pod(n: int, **kw: object) -> MemberPod:
-    defaults: dict[str, object] = {"phase": PodPhase.RUNNING, "ready": True, "version": V}
+def pod(n: int, **kw: Any) -> MemberPod:
+    defaults: dict[str, Any] = {"phase": PodPhase.RUNNING, "ready": True, "version": V}
     defaults.update(kw)
-    return MemberPod(name=f"demo-{n}", **defaults)  # type: ignore[arg-type]
+    return MemberPod(name=f"demo-{n}", **defaults)
 
 
 def world(
@@ -66,11 +68,11 @@ def world(
     )
 
 
-def healthy_three(**kw: object) -> Observed:
+def healthy_three(**kw: Any) -> Observed:
     return world(
         [voter(1, leader=True), voter(2), voter(3)],
         [pod(1), pod(2), pod(3)],
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from etcdop.operator.model import (
     DesiredSpec,
+    InitialClusterState,
     Member,
     MemberHealth,
     MemberPod,
@@ -55,7 +56,7 @@ class SimMember:
 class SimPod:
     name: str
     version: str
-    state: str  # initial-cluster-state
+    state: InitialClusterState
     phase: PodPhase = PodPhase.PENDING
     data_lost: bool = False
 
@@ -128,7 +129,7 @@ class World:
                     name=p.name,
                     phase=p.phase,
                     ready=p.phase is PodPhase.RUNNING,
-                    initial_cluster_state=p.state,  # type: ignore[arg-type]
+                    initial_cluster_state=p.state,
                     version=p.version,
                     data_lost=p.data_lost,
                 )
@@ -176,7 +177,7 @@ class World:
             case Wait() | Done():
                 pass
 
-    def _new_pod(self, name: str, state: str) -> None:
+    def _new_pod(self, name: str, state: InitialClusterState) -> None:
         if self.spec.uses_claims and name not in self.claims:
             self.claims.add(name)
         self.pods[name] = SimPod(name, self.spec.version, state)

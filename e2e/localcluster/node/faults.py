@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 from pathlib import Path
+from typing import cast
 
 from e2e.localcluster.node import netns, proc
 
@@ -69,7 +70,8 @@ def wipe_volume(uid: str, mount_path: str, container: str | None = None) -> Path
         records = {container: _record(uid, container)}
     wanted = os.path.normpath(mount_path)
     for rec in records.values():
-        for m in rec.get("mounts", []):  # type: ignore[attr-defined]
+        mounts = cast(list[dict[str, str]], rec.get("mounts", []))
+        for m in mounts:
             if os.path.normpath(m["target"]) == wanted:
                 source = Path(m["source"])
                 wipe_directory(source)

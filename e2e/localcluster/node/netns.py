@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from e2e.localcluster import config
 
@@ -55,13 +56,13 @@ _settings = Settings()
 _lock = threading.RLock()
 
 
-def configure(**changes: object) -> Settings:
+def configure(**changes: Any) -> Settings:
     """Change the sandbox settings of this process (fields of Settings); returns the new ones."""
     global _settings
     prefix = changes.get("prefix", _settings.prefix)
     if not isinstance(prefix, str) or not 1 <= len(prefix) <= 6 or not prefix.isalnum():
         raise ValueError(f"sandbox prefix {prefix!r}: use 1-6 letters/digits (short veth names)")
-    _settings = replace(_settings, **changes)  # type: ignore[arg-type]
+    _settings = replace(_settings, **changes)
     return _settings
 
 
