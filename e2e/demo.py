@@ -47,7 +47,7 @@ def wait_available(cluster: LocalCluster, timeout: float = 300) -> dict[str, Any
             print(f"  {line}", flush=True)
             last = line
         available = any(c["type"] == "Available" and c["status"] == "True"
-                        for c in status.get("conditions", []))
+                        for c in status.get("conditions") or [])
         if available and status.get("readyMembers") == 3:
             return dict(status)
         time.sleep(2)

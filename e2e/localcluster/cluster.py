@@ -81,7 +81,7 @@ class LocalCluster:
             ready = [
                 n for n in nodes
                 if any(c["type"] == "Ready" and c["status"] == "True"
-                       for c in n.get("status", {}).get("conditions", []))
+                       for c in n.get("status", {}).get("conditions") or [])
             ]
             return len(ready) >= self.nodes
 

@@ -73,7 +73,7 @@ async def test_crd_objects_crud_watch_and_status(kube_api: kr8s.asyncio.Api) -> 
 
     async def established() -> bool:
         await crd.refresh()
-        conds = crd.raw.get("status", {}).get("conditions", [])
+        conds = crd.raw.get("status", {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     await eventually(established, 30, "the Widget CRD to be established")

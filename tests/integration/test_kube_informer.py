@@ -17,6 +17,7 @@ from etcdop.kube.client import CONFIGMAPS, NAMESPACES, KubeClient, Resource
 from etcdop.kube.informer import Informer, enqueue_object
 from etcdop.kube.store import Change
 from etcdop.kube.workqueue import WorkQueue
+from tests.crds import install_crd
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.cluster
@@ -129,17 +130,7 @@ async def test_informer_resumes_watches_the_server_ends(kube: KubeClient, namesp
 
 
 async def ensure_gizmo_crd(kube: KubeClient) -> None:
-    from etcdop.kube.client import CRDS, ConflictError
-
-    with contextlib.suppress(ConflictError):
-        await kube.create(CRDS, GIZMO_CRD)
-
-    async def served() -> bool:
-        crd = await kube.get(CRDS, "gizmos.kubetest.etcdop.io")
-        conds = (crd or {}).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-
-    await eventually(served, 60, "the Gizmo CRD to be established")
+    await install_crd(kube, GIZMO_CRD)
 
 
 async def test_informer_relists_after_410_gone(kube: KubeClient, namespace: str) -> None:

@@ -17,7 +17,6 @@ import pytest
 from etcdop.kube.client import (
     CONFIGMAPS,
     CORE_EVENTS,
-    CRDS,
     EVENTS,
     LEASES,
     NAMESPACES,
@@ -36,6 +35,7 @@ from etcdop.kube.status import (
     remove_finalizer,
     with_owner,
 )
+from tests.crds import install_crd
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.cluster
@@ -275,15 +275,7 @@ async def test_a_failed_event_write_does_not_raise(kube: KubeClient) -> None:
 
 
 async def widget_crd(kube: KubeClient) -> None:
-    with contextlib.suppress(ConflictError):
-        await kube.create(CRDS, WIDGET_CRD)
-
-    async def served() -> bool:
-        crd = await kube.get(CRDS, "widgets.kuberuntime.etcdop.io")
-        conds = (crd or {}).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-
-    await eventually(served, 60, "the Widget CRD to be established")
+    await install_crd(kube, WIDGET_CRD)
 
 
 async def create_widget(kube: KubeClient, namespace: str, name: str) -> dict[str, Any]:

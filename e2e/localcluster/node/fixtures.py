@@ -91,7 +91,7 @@ async def wait_nodes_ready(
                 "GET", version="v1", url=f"nodes/{name}", raise_for_status=False
             ) as r:
                 node = r.json() if r.status_code == 200 else {}
-            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions") or []}
             if conds.get("Ready") != "True":
                 missing.append(name)
         async with api.call_api(
