@@ -218,3 +218,24 @@ async def test_oldest_wait_reports_time_a_ready_key_has_waited() -> None:
     assert q.oldest_wait() >= 0.0
     await take(q)
     assert q.oldest_wait() == 0.0
+
+
+async def test_a_cancelled_reconcile_leaves_its_key_queued_for_the_next_leader() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    started = asyncio.Event()
+
+    async def reconcile(key: str) -> float | None:
+        started.set()
+        await asyncio.Future()  # an etcd call in flight when leadership is lost
+        return None
+
+    q.add("ns/demo")
+    workers = asyncio.create_task(run_workers(q, 2, reconcile))
+    await asyncio.wait_for(started.wait(), 2)
+    assert q.depth == 0 and q.processing == 1
+    workers.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await workers
+    assert q.processing == 0
+    assert q.depth == 1, "the interrupted key is queued again, not lost"
+    assert await take(q) == "ns/demo"

@@ -173,13 +173,15 @@ async def process_one(
     queue: WorkQueue[K], reconcile: Reconcile[K], observe: Observer[K] | None = None
 ) -> None:
     """Take one key and reconcile it. RECONCILE returns None (done until the next change) or
-    seconds after which to look again; an exception retries the key with backoff."""
+    seconds after which to look again; an exception retries the key with backoff. A reconcile
+    cancelled midway (leadership lost) leaves its key queued: its work is not done."""
     key = await queue.get()
     started = time.monotonic()
     error: BaseException | None = None
     try:
         requeue_after = await reconcile(key)
     except asyncio.CancelledError:
+        queue.add(key)  # comes back on done(): for whoever runs this queue next
         queue.done(key)
         raise
     except Exception as e:
