@@ -168,6 +168,18 @@ async def delete_namespace(kube: KubeClient, name: str) -> None:
     await kube.delete(f"/api/v1/namespaces/{name}")
 
 
+async def wait_namespaces_gone(kube: KubeClient, names: Sequence[str], within: float) -> None:
+    """Until every namespace of NAMES is deleted (its pods' processes stopped by the node agent),
+    so a module's leftover pods never load the machine under the next module's measurements."""
+
+    async def gone() -> bool:
+        left = [n for n in names if await kube.get(f"/api/v1/namespaces/{n}") is not None]
+        assert not left, f"still there: {left}"
+        return True
+
+    await eventually(gone, within, f"namespaces {list(names)} to be deleted", every=1.0)
+
+
 # --------------------------------------------------------------------------------- EtcdCluster
 
 
@@ -308,6 +320,65 @@ async def etcd_client(
         raise AssertionError(f"EtcdCluster {ns}/{name} has no pod with an IP")
     async with EtcdClient(sorted(endpoints.values()), timeout=call_timeout) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The leader as the members report it: its pod (member) name, member ID and client URL."""
+
+    name: str
+    id: int
+    endpoint: str
+
+
+async def etcd_leader(kube: KubeClient, name: str, ns: str, within: float = 30) -> Leader:
+    """The leader of cluster NAME from etcd itself (Maintenance.Status on every member pod IP),
+    not from the EtcdCluster status, which the operator refreshes at its own pace. Waits until
+    every member answers, all name the same leader, and the leader is one of the pods."""
+    found: list[Leader] = []
+
+    async def agreed() -> bool:
+        endpoints = await member_endpoints(kube, name, ns)
+        assert endpoints, f"EtcdCluster {ns}/{name} has no pod with an IP"
+        statuses = {}
+        async with EtcdClient(sorted(endpoints.values()), timeout=3.0) as client:
+            for pod_name, endpoint in sorted(endpoints.items()):
+                try:
+                    statuses[pod_name] = await client.status(endpoint)
+                except EtcdError as e:
+                    raise AssertionError(f"{pod_name}: no status: {e}") from e
+        leaders = {s.leader_id for s in statuses.values()}
+        assert len(leaders) == 1 and 0 not in leaders, (
+            f"members name leaders {sorted(f'{i:x}' for i in leaders)} (0: none)"
+        )
+        own = [n for n, s in statuses.items() if s.is_leader]
+        assert len(own) == 1, f"pods that say they lead: {own}"
+        found[:] = [Leader(own[0], statuses[own[0]].member_id, endpoints[own[0]])]
+        return True
+
+    await eventually(agreed, within, f"the members of {ns}/{name} to agree on a leader")
+    return found[0]
+
+
+async def move_leader(kube: KubeClient, name: str, ns: str, within: float = 30) -> Leader:
+    """Hand leadership from the current leader to another voter (the first by name), sent to
+    the leader's own pod IP; returns the new leader once every member reports it."""
+    before = await etcd_leader(kube, name, ns, within)
+    ids = await member_ids(kube, name, ns)
+    target = min(
+        (i for i, n in ids.items() if n and i != before.id), key=lambda i: ids[i], default=None
+    )
+    assert target is not None, f"no other member to hand leadership to: {ids}"
+    async with EtcdClient([before.endpoint], timeout=5.0) as client:
+        await client.move_leader(target)
+
+    async def moved() -> bool:
+        now = await etcd_leader(kube, name, ns, within)
+        assert now.id == target, f"leader is {now.name} ({now.id:x}), want {target:x}"
+        return True
+
+    await eventually(moved, within, f"leadership of {ns}/{name} to move to {target:x}")
+    return await etcd_leader(kube, name, ns, within)
 
 
 @dataclass

@@ -1,83 +1,575 @@
-"""Background load for the EtcdCluster scenarios: a writer that remembers every acknowledged write,
-and a monitor that samples whether a quorum of the voting members is healthy.
+"""Background load and measurement for the EtcdCluster scenarios.
 
-Both reach the members by pod IP and re-read the pods as members come and go.
+- `MemberWatch` polls etcd's member list (and the pods' IPs) ten times a second and keeps every
+  view, so a test can tell which member IDs ever existed and what was in flight at a given time.
+- `QuorumMonitor` probes every voting member 20 times a second, each probe a task of its own
+  with a short deadline, and keeps every probe: a claim such as "never lost quorum" is then
+  checked sample by sample, and the achieved sampling rate is checked too (a starved monitor
+  would otherwise pass by seeing nothing).
+- `Writer` puts keys one after another and keeps every operation (start, end, ok/error).
+
+Every etcd call is bounded and goes to a pod IP of the local cluster (or loopback), never to a
+name a member advertises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import ipaddress
+import itertools
+import math
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
-from e2e.operator import ApiError, KubeClient, MemberView, member_endpoints, observe_members
-from etcdop.etcd import EtcdClient, EtcdError
+from e2e.localcluster.config import POD_CIDR
+from e2e.operator import ApiError, KubeClient, member_endpoints
+from etcdop.etcd import EtcdClient, EtcdError, Member
+from etcdop.etcd.errors import Unavailable
 
 WRITE_PACE = 0.02  # seconds between writes: a throttle for a 2-core machine, not a sync
-SAMPLE_PACE = 0.5  # seconds between monitor samples
-REFRESH_EVERY = 2.0  # seconds between re-reads of the pods by the writer
+WRITE_DEADLINE = 5.0  # one write, failing over across the voters, must end within this
+WRITE_CALL_TIMEOUT = 2.0  # one put to one member
+PROBE_EVERY = 0.05  # a probe of each voter every 50 ms (20 Hz; at least 10 Hz is asserted)
+# A probe must answer within this: shorter than etcd's election timeout (1 s), so a leader that
+# is gone (no leader for >= 1 s) always shows, while a planned leader move (milliseconds) does not.
+PROBE_DEADLINE = 0.5
+PROBE_RETRY_PACE = 0.01  # between retries of a refused read inside one probe's deadline
+MEMBERS_EVERY = 0.1  # member list (and leader) polls
+PODS_EVERY = 0.5  # pod IP re-reads from the Kubernetes API
+KUBE_CALL_DEADLINE = 5.0
+MAX_SAMPLE_GAP = 0.25  # seconds: the largest gap allowed between two probes of one voter
+MIN_SAMPLE_RATE = 10.0  # probes per second per voter, at least
+_HEALTH_KEY = "health"  # the key etcdctl's `endpoint health` reads
+
+_LOCAL_NETS = (ipaddress.ip_network(POD_CIDR), ipaddress.ip_network("127.0.0.0/8"))
+
+
+def local_endpoint(url: str) -> str:
+    """URL itself, after checking that it is an IP address of the pod network or loopback:
+    the monitors must never dial a name or an address outside the local cluster."""
+    host = urlsplit(url).hostname or ""
+    ip = ipaddress.ip_address(host)  # a name raises ValueError
+    if not any(ip in net for net in _LOCAL_NETS):
+        raise ValueError(f"{url} is not a pod or loopback address")
+    return url
+
+
+def member_name(m: Member) -> str:
+    """The member's name: etcd's own name field stays empty until the member has started, so
+    until then it is read from the peer URL (`http://<name>.<cluster>-peer...`), as the operator
+    names members."""
+    if m.name:
+        return m.name
+    host = urlsplit(m.peer_urls[0]).hostname or "" if m.peer_urls else ""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return m.hex_id  # an address names no member
+    return host.split(".", 1)[0] or m.hex_id
+
+
+def quorum(voters: int) -> int:
+    return voters // 2 + 1
+
+
+def in_flight(members: Iterable[Member]) -> list[str]:
+    """What in MEMBERS shows a membership change not finished: a learner, or a member added whose
+    etcd never started (no name yet)."""
+    out = []
+    for m in members:
+        if not m.name:
+            out.append(f"{member_name(m)} ({m.hex_id}) added, not started")
+        elif m.is_learner:
+            out.append(f"{m.name} ({m.hex_id}) learner")
+    return out
+
+
+class _Loop:
+    @staticmethod
+    def now() -> float:
+        return asyncio.get_running_loop().time()
+
+
+# ------------------------------------------------------------------------------ member watch
+
+
+@dataclass(frozen=True)
+class Membership:
+    """One member list, read at T (loop time), with the leader and term one voter reported."""
+
+    t: float
+    members: tuple[Member, ...]
+    leader_id: int = 0
+    term: int = 0
+
+    @property
+    def voters(self) -> frozenset[str]:
+        return frozenset(member_name(m) for m in self.members if not m.is_learner)
 
 
 @dataclass
-class Writer:
-    """Puts `PREFIX/<n>` = n for n = 0, 1, ...; a key counts once etcd acknowledged its put.
+class MemberWatch:
+    """Polls the member list (every MEMBERS_EVERY) and the pod IPs (every PODS_EVERY).
 
-    A failed put (timeout, member gone, no leader) is retried with the same key and value after
-    re-reading the pods, so an unacknowledged write may or may not exist: only acknowledged ones
-    are promised.
+    Each etcd client is for one pod IP and bounded by PROBE_DEADLINE; pods come from the
+    Kubernetes API. `history` keeps every member list read; failures are counted, not fatal.
     """
 
     kube: KubeClient
     name: str
     ns: str
+    history: list[Membership] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)  # pod name -> client URL by pod IP
+    member_list_failures: int = 0
+    pod_list_failures: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _clients: dict[str, EtcdClient] = field(default_factory=dict)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def client(self, endpoint: str) -> EtcdClient:
+        """One client (one channel) per member endpoint, kept for the watch's life."""
+        c = self._clients.get(endpoint)
+        if c is None:
+            c = EtcdClient([local_endpoint(endpoint)], timeout=PROBE_DEADLINE)
+            self._clients[endpoint] = c
+        return c
+
+    @property
+    def latest(self) -> Membership | None:
+        return self.history[-1] if self.history else None
+
+    def voter_endpoints(self) -> list[str]:
+        """Client URLs of the voters of the latest member list, the leader's first."""
+        latest = self.latest
+        if latest is None:
+            return []
+        voters = [m for m in latest.members if not m.is_learner]
+        voters.sort(key=lambda m: (m.id != latest.leader_id, member_name(m)))
+        return [self.endpoints[n] for m in voters if (n := member_name(m)) in self.endpoints]
+
+    def ids_by_name(self) -> dict[str, set[int]]:
+        """Every member ID etcd ever reported under each member name."""
+        out: dict[str, set[int]] = {}
+        for view in self.history:
+            for m in view.members:
+                out.setdefault(member_name(m), set()).add(m.id)
+        return out
+
+    async def read_pods(self) -> None:
+        try:
+            async with asyncio.timeout(KUBE_CALL_DEADLINE):
+                found = await member_endpoints(self.kube, self.name, self.ns)
+        except (ApiError, httpx.HTTPError, TimeoutError):
+            self.pod_list_failures += 1
+            return
+        self.endpoints = {n: local_endpoint(u) for n, u in found.items()}
+
+    async def read_members(self) -> Membership | None:
+        """A fresh member list (voters asked first) and one voter's leader; None if none
+        answered. The view is also appended to `history`."""
+        latest = self.latest
+        known_voters = latest.voters if latest else frozenset()
+        order = sorted(self.endpoints.items(), key=lambda kv: (kv[0] not in known_voters, kv[0]))
+        for _, endpoint in order:
+            try:
+                members = await self.client(endpoint).member_list()
+            except EtcdError:
+                continue
+            view = Membership(_Loop.now(), tuple(members))
+            for n in sorted(view.voters):
+                ep = self.endpoints.get(n)
+                if ep is None:
+                    continue
+                try:
+                    status = await self.client(ep).status(ep)
+                except EtcdError:
+                    continue
+                view = Membership(view.t, view.members, status.leader_id, status.raft_term)
+                break
+            self.history.append(view)
+            return view
+        self.member_list_failures += 1
+        return None
+
+    async def _pods_loop(self) -> None:
+        while not self._stop.is_set():
+            await self.read_pods()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PODS_EVERY)
+
+    async def _members_loop(self) -> None:
+        while not self._stop.is_set():
+            start = _Loop.now()
+            if await self.read_members() is None:
+                await self.read_pods()  # maybe the pods moved: look again at once
+            elif not self.ready.is_set():
+                self.ready.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop.wait(), max(0.0, MEMBERS_EVERY - (_Loop.now() - start))
+                )
+
+    async def run(self) -> None:
+        await self.read_pods()
+        try:
+            await asyncio.gather(self._pods_loop(), self._members_loop())
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for c in clients.values():
+            await c.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def leader_changes(self, since: float = 0.0) -> list[tuple[float, int, int]]:
+        """(time, from, to) each time the reported leader changed (unknown leaders skipped)."""
+        out = []
+        last = 0
+        for view in self.history:
+            if view.leader_id == 0:
+                continue
+            if last and view.leader_id != last and view.t >= since:
+                out.append((view.t, last, view.leader_id))
+            last = view.leader_id
+        return out
+
+
+# ---------------------------------------------------------------------------- quorum monitor
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One health probe of one voter: a linearizable read through its own pod IP."""
+
+    voter: str
+    start: float
+    end: float
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class Round:
+    """The probes of one sample time: one per voter of the member list known at time T."""
+
+    t: float
+    voters: frozenset[str]
+    probes: dict[str, Probe] = field(default_factory=dict)
+
+    def healthy(self, among: Iterable[str]) -> int:
+        return sum(1 for v in among if (p := self.probes.get(v)) is not None and p.ok)
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"{v}={'ok' if (p := self.probes.get(v)) and p.ok else 'DOWN'}"
+            + (f"({p.reason[:80]})" if p and not p.ok else "")
+            for v in sorted(self.voters)
+        )
+
+
+@dataclass(frozen=True)
+class LossWindow:
+    """Consecutive sample times at which fewer than a quorum of voters answered healthy."""
+
+    start: float
+    end: float
+    rounds: int
+    label: str
+    seen: str
+
+    def __str__(self) -> str:
+        return (
+            f"[{self.label}] {self.end - self.start:.3f}s from t={self.start:.3f} "
+            f"({self.rounds} samples): {self.seen}"
+        )
+
+
+@dataclass
+class QuorumMonitor:
+    """Probes each voter of the latest member list every PROBE_EVERY, each probe a task bounded
+    by PROBE_DEADLINE (a read refused at once, as during a leader move, is retried inside it).
+
+    A sample time counts as a quorum loss when fewer than a quorum of the voters answered
+    healthy. The member list is itself polled (every MEMBERS_EVERY), so around a membership
+    change a sample may be judged against the list just before it: such a sample counts as a
+    loss only if it is one under the next list read too (it is then kept in `membership_edges`).
+    """
+
+    kube: KubeClient
+    name: str
+    ns: str
+    watch: MemberWatch = field(init=False)
+    rounds: list[Round] = field(default_factory=list)
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    started: float = 0.0
+    stopped: float = 0.0
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.watch = MemberWatch(self.kube, self.name, self.ns)
+
+    def mark(self, label: str) -> None:
+        """Label what the test does from now on (losses and failures name their step)."""
+        self.marks.append((_Loop.now(), label))
+
+    def label_at(self, t: float) -> str:
+        label = "before the first step"
+        for at, what in self.marks:
+            if at <= t:
+                label = what
+        return label
+
+    async def _probe(self, rnd: Round, voter: str, endpoint: str) -> None:
+        start = _Loop.now()
+        ok, reason = False, ""
+        client = self.watch.client(endpoint)
+        try:
+            async with asyncio.timeout(PROBE_DEADLINE):
+                while True:
+                    try:
+                        await client.get(_HEALTH_KEY)
+                        ok = True
+                        break
+                    except Unavailable as e:  # no leader yet, leader changed, connecting
+                        reason = e.detail
+                    except EtcdError as e:
+                        reason = e.detail
+                        break
+                    await asyncio.sleep(PROBE_RETRY_PACE)  # paces the retries, waits for nothing
+        except TimeoutError:
+            last = f" (last: {reason})" if reason else ""
+            reason = f"no answer within {PROBE_DEADLINE}s{last}"
+        rnd.probes[voter] = Probe(voter, start, _Loop.now(), ok, reason)
+
+    def _tick(self) -> None:
+        latest = self.watch.latest
+        if latest is None:
+            return
+        now = _Loop.now()
+        rnd = Round(now, latest.voters)
+        self.rounds.append(rnd)
+        for voter in sorted(rnd.voters):
+            endpoint = self.watch.endpoints.get(voter)
+            if endpoint is None:
+                rnd.probes[voter] = Probe(voter, now, now, False, "no pod IP known")
+                continue
+            task = asyncio.create_task(self._probe(rnd, voter, endpoint), name=f"probe-{voter}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self.watch.run(), name="member-watch")
+        try:
+            async with asyncio.timeout(60):
+                await self.watch.ready.wait()
+            self.started = _Loop.now()
+            due = self.started
+            while not self._stop.is_set():
+                self._tick()
+                due += PROBE_EVERY
+                now = _Loop.now()
+                if due < now:  # late (starved): no burst to catch up, the gaps will show it
+                    due = now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), due - now)
+            self.stopped = _Loop.now()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=PROBE_DEADLINE * 4)
+        finally:
+            self.watch.stop()
+            await watcher
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------- what was measured
+
+    def _next_membership(self, t: float) -> Membership | None:
+        return next((v for v in self.watch.history if v.t > t), None)
+
+    def judged(self) -> tuple[list[Round], list[Round]]:
+        """(samples without a healthy quorum, samples saved only by the next member list)."""
+        lost: list[Round] = []
+        edges: list[Round] = []
+        for rnd in self.rounds:
+            if len(rnd.probes) < len(rnd.voters):
+                continue  # still running when stopped
+            if rnd.healthy(rnd.voters) >= quorum(len(rnd.voters)):
+                continue
+            after = self._next_membership(rnd.t)
+            if after is not None and after.voters != rnd.voters:
+                now_voters = after.voters
+                if rnd.healthy(now_voters & rnd.voters) >= quorum(len(now_voters)):
+                    edges.append(rnd)
+                    continue
+            lost.append(rnd)
+        return lost, edges
+
+    def quorum_losses(self) -> list[LossWindow]:
+        lost, _ = self.judged()
+        lost_ids = {id(r) for r in lost}
+        windows: list[LossWindow] = []
+        run: list[Round] = []
+        for rnd in [*self.rounds, None]:
+            if rnd is not None and id(rnd) in lost_ids:
+                run.append(rnd)
+                continue
+            if run:
+                last_end = max(p.end for p in run[-1].probes.values())
+                windows.append(LossWindow(
+                    run[0].t, last_end, len(run), self.label_at(run[0].t),
+                    f"{run[0].describe()}; quorum {quorum(len(run[0].voters))}",
+                ))
+                run = []
+        return windows
+
+    def sample_gaps(self) -> dict[str, tuple[int, float, float]]:
+        """Voter -> (samples, largest gap between two consecutive samples, samples per second),
+        over the stretches in which it was a voter without a break."""
+        out: dict[str, tuple[int, float, float]] = {}
+        times: dict[str, list[list[float]]] = {}
+        previous: frozenset[str] = frozenset()
+        for rnd in self.rounds:
+            for v in rnd.voters:
+                p = rnd.probes.get(v)
+                if p is None:
+                    continue
+                stretches = times.setdefault(v, [])
+                if v not in previous or not stretches:
+                    stretches.append([])
+                stretches[-1].append(p.start)
+            previous = rnd.voters
+        for v, stretches in times.items():
+            n = sum(len(s) for s in stretches)
+            gaps = [b - a for s in stretches for a, b in itertools.pairwise(s)]
+            span = sum(s[-1] - s[0] for s in stretches if len(s) > 1)
+            rate = (sum(len(s) - 1 for s in stretches) / span) if span > 0 else math.inf
+            out[v] = (n, max(gaps, default=0.0), rate)
+        return out
+
+    def min_margin(self) -> int | None:
+        """Fewest healthy voters above quorum at any sample time (negative: quorum lost)."""
+        margins = [
+            rnd.healthy(rnd.voters) - quorum(len(rnd.voters))
+            for rnd in self.rounds if len(rnd.probes) == len(rnd.voters)
+        ]
+        return min(margins, default=None)
+
+    def report(self) -> str:
+        lost, edges = self.judged()
+        gaps = self.sample_gaps()
+        worst = max((g for _, g, _ in gaps.values()), default=0.0)
+        slowest = min((r for _, _, r in gaps.values()), default=0.0)
+        probes = sum(len(r.probes) for r in self.rounds)
+        failed = sum(1 for r in self.rounds for p in r.probes.values() if not p.ok)
+        return (
+            f"{len(self.rounds)} sample times over {self.stopped - self.started:.1f}s, "
+            f"{probes} probes ({failed} unhealthy) of {len(gaps)} voters; largest gap "
+            f"{worst * 1000:.0f} ms, slowest rate {slowest:.1f}/s; {len(lost)} samples without "
+            f"quorum, {len(edges)} judged on the next member list; min margin above quorum "
+            f"{self.min_margin()}; {len(self.watch.history)} member lists "
+            f"({self.watch.member_list_failures} failed), leader changes "
+            f"{len(self.watch.leader_changes())}"
+        )
+
+
+# ----------------------------------------------------------------------------------- writer
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """One put: when it started and ended (loop time), and whether etcd acknowledged it."""
+
+    key: str
+    start: float
+    end: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class Writer:
+    """Puts `PREFIX/<n>` = n for n = 0, 1, ... to the voters the monitor's member list names
+    (the leader first, failing over to the others); every operation is kept in `ops`.
+
+    A failed put is retried with the same key and value, so an unacknowledged write may or may
+    not exist: only acknowledged ones (`acked`) are promised.
+    """
+
+    monitor: QuorumMonitor
     prefix: str = "writer"
+    ops: list[WriteOp] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    _client: EtcdClient | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def key(self, n: int) -> str:
         return f"{self.prefix}/{n:08d}"
 
+    async def _put(self, endpoints: Sequence[str], key: str, value: str) -> None:
+        """One put, failing over from the first endpoint to the next on Unavailable."""
+        wanted = tuple(local_endpoint(e) for e in endpoints)
+        if self._client is None or self._client.endpoints != wanted:
+            if self._client is not None:
+                await self._client.close()
+            self._client = EtcdClient(wanted, timeout=WRITE_CALL_TIMEOUT)
+        async with asyncio.timeout(WRITE_DEADLINE):
+            await self._client.put(key, value)
+
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(60):
+            await self.monitor.watch.ready.wait()
         n = 0
-        client: EtcdClient | None = None
-        refreshed = 0.0
         try:
             while not self._stop.is_set():
-                if client is None or loop.time() - refreshed > REFRESH_EVERY:
-                    endpoints = await member_endpoints(self.kube, self.name, self.ns)
-                    if client is None or set(client.endpoints) != set(endpoints.values()):
-                        if client is not None:
-                            await client.close()
-                        client = (
-                            EtcdClient(sorted(endpoints.values()), timeout=5.0)
-                            if endpoints else None
-                        )
-                    refreshed = loop.time()
-                    if client is None:
-                        await asyncio.sleep(SAMPLE_PACE)
-                        continue
-                key = self.key(n)
-                try:
-                    await client.put(key, str(n))
-                except EtcdError as e:
-                    self.errors.append(f"{key}: {e}")
-                    refreshed = 0.0  # re-read the pods before the retry
-                    await asyncio.sleep(WRITE_PACE)
-                    continue
-                self.acked.append(key)
-                n += 1
-                await asyncio.sleep(WRITE_PACE)
+                n = await self._write(n)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), WRITE_PACE)
         finally:
-            if client is not None:
-                await client.close()
+            if self._client is not None:
+                await self._client.close()
+
+    async def _write(self, n: int) -> int:
+        """Put key N once; the next N to write."""
+        key = self.key(n)
+        endpoints = self.monitor.watch.voter_endpoints()
+        start = _Loop.now()
+        try:
+            if not endpoints:
+                raise RuntimeError("no voter with a pod IP in the latest member list")
+            await self._put(endpoints, key, str(n))
+        except (EtcdError, TimeoutError, RuntimeError) as e:
+            self.ops.append(WriteOp(key, start, _Loop.now(), False, str(e) or repr(e)))
+        else:
+            self.ops.append(WriteOp(key, start, _Loop.now(), True))
+            self.acked.append(key)
+            n += 1
+        return n
 
     def stop(self) -> None:
         self._stop.set()
+
+    def failures(self) -> list[WriteOp]:
+        return [op for op in self.ops if not op.ok]
+
+    def acked_between(self, start: float, end: float) -> int:
+        return sum(1 for op in self.ops if op.ok and start <= op.end <= end)
+
+    def report(self) -> str:
+        took = sorted(op.end - op.start for op in self.ops if op.ok)
+        p99 = took[int(len(took) * 0.99)] if took else 0.0
+        return (
+            f"{len(self.ops)} puts, {len(self.acked)} acknowledged, {len(self.failures())} "
+            f"failed; latency p99 {p99 * 1000:.0f} ms, max {max(took, default=0.0) * 1000:.0f} ms"
+        )
 
 
 async def unreadable(kube: KubeClient, name: str, ns: str, keys: list[str]) -> list[str]:
@@ -95,62 +587,14 @@ async def unreadable(kube: KubeClient, name: str, ns: str, keys: list[str]) -> l
     return missing
 
 
-@dataclass
-class QuorumMonitor:
-    """Samples the membership and the health of each voting member, continuously.
+class _Job(Protocol):
+    async def run(self) -> None: ...
 
-    A leader change makes linearizable reads fail for a moment even with every member up, so a
-    sample without a healthy quorum counts as a violation only when the next sample, taken at
-    once, confirms it. Every confirmed violation is kept with what was seen.
-    """
-
-    kube: KubeClient
-    name: str
-    ns: str
-    samples: int = 0
-    min_healthy_margin: int | None = None  # fewest healthy voters above quorum ever seen
-    violations: list[str] = field(default_factory=list)
-    unconfirmed: list[str] = field(default_factory=list)
-    unobserved: list[str] = field(default_factory=list)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def sample(self) -> tuple[bool, str]:
-        while True:
-            try:
-                view: MemberView = await observe_members(self.kube, self.name, self.ns)
-                break
-            except (EtcdError, AssertionError) as e:
-                return False, f"no member list: {e}"
-            except (ApiError, httpx.HTTPError, TimeoutError) as e:
-                # the Kubernetes API, not etcd, failed to answer: this sample saw nothing
-                self.unobserved.append(str(e))
-                if self._stop.is_set():
-                    return True, "stopped"
-                await asyncio.sleep(SAMPLE_PACE)
-        self.samples += 1
-        margin = view.healthy_voters - view.quorum
-        if self.min_healthy_margin is None or margin < self.min_healthy_margin:
-            self.min_healthy_margin = margin
-        return view.has_quorum(), view.describe()
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            ok, seen = await self.sample()
-            if not ok:
-                ok_again, seen_again = await self.sample()
-                if ok_again:
-                    self.unconfirmed.append(seen)
-                else:
-                    self.violations.append(f"{seen} | then {seen_again}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), SAMPLE_PACE)
-
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self) -> None: ...
 
 
 @contextlib.asynccontextmanager
-async def running(*jobs: Writer | QuorumMonitor) -> AsyncIterator[None]:
+async def running(*jobs: _Job) -> AsyncIterator[None]:
     """Run JOBS in the background for the body of the `async with`; their errors surface."""
     tasks = [asyncio.create_task(job.run(), name=type(job).__name__) for job in jobs]
     try:
