@@ -1,8 +1,11 @@
-"""The operator is SIGKILLed at two random moments of a scale-up 1 -> 3 and restarted after
-each kill: the cluster still ends at the right size, with no orphan member (a member without a
-pod, or a learner left behind) and no orphan pod (a pod that is not a member).
+"""The operator is SIGKILLed twice during a scale-up 1 -> 3, each time while a membership change
+is in flight (a learner, or a member added whose pod has not started, as etcd's member list shows
+just before and just after the kill), and restarted after each kill. The cluster must still end
+at the right size with no orphan member or pod, and no member may have been added twice: every
+member name maps to one member ID ever, and exactly the two members the scale-up needs were
+added (etcd's member list is read ten times a second throughout).
 
-A seeded RNG chooses when to kill: the delay picks a moment, it waits for nothing.
+A seeded RNG chooses how long after a change is first seen the kill comes.
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ from e2e.operator import (
     wait_lease_holder,
     wait_membership_matches,
 )
+from e2e.workload import MemberWatch, in_flight, running
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 NAME = "crash"
+START_SIZE, SIZE = 1, 3
 READY_WITHIN = 240.0
 KILLS = 2
-MAX_DELAY = 8.0  # a scale-up 1 -> 3 takes 10-20 s here: two kills land inside it
+MAX_DELAY = 0.3  # seconds after a change is first seen: inside a window of a few seconds
+CHANGE_WITHIN = 120.0
 
 
 def last_step(op: OperatorProcess, run: int, key: str) -> str:
@@ -43,7 +50,7 @@ def last_step(op: OperatorProcess, run: int, key: str) -> str:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_kill_operator_during_scale_up(
+async def test_kill_operator_during_membership_changes(
     etcdcluster_crd: KubeClient,
     local_node: object,
     operator: OperatorProcess,
@@ -52,25 +59,72 @@ async def test_kill_operator_during_scale_up(
     seed: int,
 ) -> None:
     kube = etcdcluster_crd
+    key = f"{namespace}/{NAME}"
     rng = random.Random(seed)
-    await create_cluster(kube, etcd_cluster(NAME, namespace, 1))
-    await wait_cluster_ready(kube, NAME, namespace, 1, READY_WITHIN)
+    await create_cluster(kube, etcd_cluster(NAME, namespace, START_SIZE))
+    await wait_cluster_ready(kube, NAME, namespace, START_SIZE, READY_WITHIN)
 
-    await patch_spec(kube, NAME, namespace, {"size": 3})
-    hits = []
-    try:
-        for _ in range(KILLS):
-            await asyncio.sleep(rng.uniform(0.0, MAX_DELAY))  # WHEN to kill, not a sync
-            run = operator.starts
-            operator.kill()
-            hits.append(last_step(operator, run, f"{namespace}/{NAME}"))
-            operator.start()  # same identity: it may take its own lease back at once
-            await operator.wait_serving()
-    finally:
-        if not operator.alive:
-            operator.start()
-    print(f"seed {seed}: killed after {hits}")
-    await wait_lease_holder(kube, lease_namespace, operator.identity, 60)
+    watch = MemberWatch(kube, NAME, namespace)
+    kills: list[str] = []
+    hit: set[int] = set()  # IDs of the members whose change a kill interrupted
+    async with running(watch):
+        async with asyncio.timeout(60):
+            await watch.ready.wait()
+        await patch_spec(kube, NAME, namespace, {"size": SIZE})
+        try:
+            while len(kills) < KILLS:
 
-    await wait_cluster_ready(kube, NAME, namespace, 3, READY_WITHIN)
-    await wait_membership_matches(kube, NAME, namespace, 3, 120)
+                async def change_seen() -> bool:
+                    latest = watch.latest
+                    assert latest is not None
+                    return any(
+                        m.id not in hit for m in latest.members if m.is_learner or not m.name
+                    )
+
+                await eventually(change_seen, CHANGE_WITHIN, "a new membership change in flight",
+                                 every=0.02)
+                await asyncio.sleep(rng.uniform(0.0, MAX_DELAY))  # WHEN to kill, not a sync
+                before = await watch.read_members()
+                if before is None or not in_flight(before.members):
+                    continue  # the change finished meanwhile: wait for the next one
+                run = operator.starts
+                operator.kill()
+                after = await watch.read_members()
+                assert after is not None, "no member list right after the kill"
+                assert in_flight(after.members), (
+                    f"kill {len(kills) + 1} came between {in_flight(before.members)} and a "
+                    f"settled membership"
+                )
+                hit.update(m.id for m in after.members if m.is_learner or not m.name)
+                kills.append(
+                    f"during {in_flight(after.members)} (operator's last step: "
+                    f"{last_step(operator, run, key)})"
+                )
+                operator.start()  # same identity: it may take its own lease back at once
+                await operator.wait_serving()
+        finally:
+            if not operator.alive:
+                operator.start()
+        await wait_lease_holder(kube, lease_namespace, operator.identity, 60)
+        await wait_cluster_ready(kube, NAME, namespace, SIZE, READY_WITHIN)
+        await wait_membership_matches(kube, NAME, namespace, SIZE, 120)
+        final = await watch.read_members()
+
+    assert final is not None
+    ids_by_name = watch.ids_by_name()
+    added_twice = {n: sorted(f"{i:x}" for i in ids) for n, ids in ids_by_name.items()
+                   if len(ids) > 1}
+    every_id = {i for ids in ids_by_name.values() for i in ids}
+    details = (
+        f"seed {seed}: kills {kills}; member IDs ever by name "
+        f"{ {n: sorted(f'{i:x}' for i in ids) for n, ids in ids_by_name.items()} } "
+        f"from {len(watch.history)} member lists"
+    )
+    print(details)  # every figure in it is asserted below
+    assert len(kills) == KILLS, details
+    assert not added_twice, f"members added twice: {added_twice}; {details}"
+    assert len(every_id) == SIZE, (
+        f"{len(every_id)} members ever for a scale-up {START_SIZE} -> {SIZE}: {details}"
+    )
+    assert {m.id for m in final.members} == every_id, f"final {final.members}; {details}"
+    assert len(watch.history) > 10 * KILLS, details
