@@ -3,6 +3,9 @@
 An `operator` runs per test module (so a module that runs its own replicas, like the leader
 election scenario, has no other operator beside them) and takes its leader Lease in a namespace
 of its own, so one module's operator never waits for the lease of the module before.
+
+Every namespace a module creates is registered with `module_namespaces`, whose teardown waits
+until they are all gone: the next module then starts on a machine without the last one's pods.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from e2e.operator import (
     install_crd,
     new_namespace,
     wait_lease_holder,
+    wait_namespaces_gone,
 )
+
+NAMESPACES_GONE_WITHIN = 180.0  # pods get their grace period, then the namespace controller
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +55,22 @@ def operators(
 
 
 @pytest.fixture(scope="module")
-async def lease_namespace(etcdcluster_crd: KubeClient) -> AsyncIterator[str]:
+async def module_namespaces(etcdcluster_crd: KubeClient) -> AsyncIterator[list[str]]:
+    """The namespaces this module created (fixtures append to it); at the module's end each is
+    deleted (again: deleting twice is harmless) and waited for until it is gone."""
+    created: list[str] = []
+    yield created
+    for ns in created:
+        await delete_namespace(etcdcluster_crd, ns)
+    await wait_namespaces_gone(etcdcluster_crd, created, NAMESPACES_GONE_WITHIN)
+
+
+@pytest.fixture(scope="module")
+async def lease_namespace(
+    etcdcluster_crd: KubeClient, module_namespaces: list[str]
+) -> AsyncIterator[str]:
     ns = await new_namespace(etcdcluster_crd, "lease")
+    module_namespaces.append(ns)
     yield ns
     await delete_namespace(etcdcluster_crd, ns)
 
@@ -71,9 +91,13 @@ async def operator(
 
 
 @pytest.fixture
-async def namespace(etcdcluster_crd: KubeClient) -> AsyncIterator[str]:
-    """A fresh namespace for one test, deleted (not awaited) afterwards."""
+async def namespace(
+    etcdcluster_crd: KubeClient, module_namespaces: list[str]
+) -> AsyncIterator[str]:
+    """A fresh namespace for one test; its deletion starts afterwards and the module's end
+    waits for it."""
     ns = await new_namespace(etcdcluster_crd, "ec")
+    module_namespaces.append(ns)
     yield ns
     await delete_namespace(etcdcluster_crd, ns)
 

@@ -22,6 +22,7 @@ from e2e.operator import (
     delete_namespace,
     etcd_client,
     etcd_cluster,
+    etcd_leader,
     get_cluster,
     member_ids,
     member_pods,
@@ -61,9 +62,13 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 async def cluster(
-    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess
+    etcdcluster_crd: KubeClient,
+    local_node: object,
+    operator: OperatorProcess,
+    module_namespaces: list[str],
 ) -> AsyncIterator[Cluster]:
     ns = await new_namespace(etcdcluster_crd, "ec-life")
+    module_namespaces.append(ns)
     await create_cluster(etcdcluster_crd, etcd_cluster(NAME, ns, SIZE))
     yield Cluster(etcdcluster_crd, ns)
     await delete_namespace(etcdcluster_crd, ns)
@@ -153,16 +158,14 @@ async def wait_replaced(cluster: Cluster, victim_id: int, victim: str) -> None:
 async def test_deleted_member_pod_is_replaced(cluster: Cluster) -> None:
     """A member's pod is deleted (emptyDir: its data goes with it): the leader's, unless the
     leader is the seed, which the next test needs."""
-    ec = await cluster.ready()
+    await cluster.ready()
     keys = await cluster.write("podloss", 200)
     seed = (await member_pods(cluster.kube, cluster.name, cluster.ns))[0]["metadata"]["name"]
-    members = ec["status"]["members"]
-    victim = next(
-        (m for m in members if m["isLeader"] and m["name"] != seed),
-        next(m for m in members if m["name"] != seed),
-    )
-    await cluster.kube.delete(f"/api/v1/namespaces/{cluster.ns}/pods/{victim['name']}")
-    await wait_replaced(cluster, int(victim["id"], 16), victim["name"])
+    leader = await etcd_leader(cluster.kube, cluster.name, cluster.ns)
+    ids = {n: i for i, n in (await member_ids(cluster.kube, cluster.name, cluster.ns)).items()}
+    victim = leader.name if leader.name != seed else min(n for n in ids if n != seed)
+    await cluster.kube.delete(f"/api/v1/namespaces/{cluster.ns}/pods/{victim}")
+    await wait_replaced(cluster, ids[victim], victim)
     lost = await unreadable(cluster.kube, cluster.name, cluster.ns, keys)
     assert not lost, f"{len(lost)} of {len(keys)} keys lost, e.g. {lost[:5]}"
 
@@ -188,7 +191,7 @@ async def test_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
 async def test_joined_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
     """A member that joined (--initial-cluster-state=existing) loses its data dir and its etcd
     restarts on the empty dir: it cannot serve again (it crash-loops) and must be replaced."""
-    ec = await cluster.ready()
+    await cluster.ready()
     keys = await cluster.write("wipe-joined", 200)
     pods = await member_pods(cluster.kube, cluster.name, cluster.ns)
     joined = {
@@ -196,14 +199,16 @@ async def test_joined_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -
         for p in pods
         if (p["metadata"].get("annotations") or {}).get(ANN_INITIAL_STATE) == "existing"
     }
-    followers = [m for m in ec["status"]["members"] if not m["isLeader"] and m["name"] in joined]
-    assert followers, f"no joined follower among {sorted(joined)}"
-    victim = joined[followers[0]["name"]]
+    leader = await etcd_leader(cluster.kube, cluster.name, cluster.ns)
+    ids = {n: i for i, n in (await member_ids(cluster.kube, cluster.name, cluster.ns)).items()}
+    followers = sorted(n for n in joined if n != leader.name and n in ids)
+    assert followers, f"no joined follower among {sorted(joined)} (leader {leader.name})"
+    victim = joined[followers[0]]
 
     faults.wipe_volume(victim["metadata"]["uid"], DATA_DIR, ETCD_CONTAINER)
     faults.kill_container(victim["metadata"]["uid"], ETCD_CONTAINER)
 
-    await wait_replaced(cluster, int(followers[0]["id"], 16), victim["metadata"]["name"])
+    await wait_replaced(cluster, ids[followers[0]], followers[0])
     lost = await unreadable(cluster.kube, cluster.name, cluster.ns, keys)
     assert not lost, f"{len(lost)} of {len(keys)} keys lost, e.g. {lost[:5]}"
 

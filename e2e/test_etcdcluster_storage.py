@@ -20,6 +20,7 @@ from e2e.operator import (
     delete_namespace,
     etcd_client,
     etcd_cluster,
+    etcd_leader,
     member_ids,
     member_pods,
     new_namespace,
@@ -77,9 +78,13 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 async def cluster(
-    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess
+    etcdcluster_crd: KubeClient,
+    local_node: object,
+    operator: OperatorProcess,
+    module_namespaces: list[str],
 ) -> AsyncIterator[Cluster]:
     ns = await new_namespace(etcdcluster_crd, "ec-disk")
+    module_namespaces.append(ns)
     spec = {"storage": {"persistentVolumeClaim": {"size": CLAIM_SIZE}}}
     await create_cluster(etcdcluster_crd, etcd_cluster(NAME, ns, SIZE, **spec))
     yield Cluster(etcdcluster_crd, ns)
@@ -180,15 +185,15 @@ async def rejoins_on_its_claim(cluster: Cluster, victim: str, prefix: str) -> No
 
 async def test_deleted_follower_pod_rejoins_on_its_claim(cluster: Cluster) -> None:
     ec = await cluster.ready()
-    members = sorted(ec["status"]["members"], key=lambda m: m["name"])
-    follower = next(m["name"] for m in members if not m["isLeader"])
+    leader = await etcd_leader(cluster.kube, cluster.name, cluster.ns)
+    follower = min(m["name"] for m in ec["status"]["members"] if m["name"] != leader.name)
     await rejoins_on_its_claim(cluster, follower, "follower")
 
 
 async def test_deleted_leader_pod_rejoins_on_its_claim(cluster: Cluster) -> None:
-    ec = await cluster.ready()
-    leader = next(m["name"] for m in ec["status"]["members"] if m["isLeader"])
-    await rejoins_on_its_claim(cluster, leader, "leader")
+    await cluster.ready()
+    leader = await etcd_leader(cluster.kube, cluster.name, cluster.ns)
+    await rejoins_on_its_claim(cluster, leader.name, "leader")
 
 
 async def test_deleting_the_etcdcluster_removes_pods_and_claims(cluster: Cluster) -> None:
