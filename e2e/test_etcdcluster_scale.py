@@ -71,11 +71,12 @@ async def test_scale_3_5_1_3_and_leader_moves_keep_quorum_and_every_write(
         monitor.mark("end")
         await writer_progress(writer, len(writer.acked))  # samples after the last move
 
-    details = (
+    summary = (
         f"steps: {'; '.join(progress)}; leader moves: {moves}\n"
         f"monitor: {monitor.report()}\nwriter: {writer.report()}"
     )
-    print(details)  # every figure in it is asserted below
+    print(summary)  # every figure in it is asserted below
+    details = f"{summary}\n({monitor.diagnostics()}; writer: {writer.diagnostics()})"
 
     gaps = monitor.sample_gaps()
     assert gaps, f"no voter was ever probed: {details}"

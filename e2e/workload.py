@@ -464,20 +464,26 @@ class QuorumMonitor:
         return min(margins, default=None)
 
     def report(self) -> str:
-        lost, edges = self.judged()
+        """The figures the scenarios assert (see `diagnostics` for the others)."""
         gaps = self.sample_gaps()
         worst = max((g for _, g, _ in gaps.values()), default=0.0)
         slowest = min((r for _, _, r in gaps.values()), default=0.0)
+        return (
+            f"{len(gaps)} voters probed, largest gap {worst * 1000:.0f} ms, slowest rate "
+            f"{slowest:.1f}/s; {len(self.quorum_losses())} windows without quorum; min margin "
+            f"above quorum {self.min_margin()}; {self.watch.member_list_failures} member list "
+            f"reads failed; {len(self.watch.leader_changes())} leader changes"
+        )
+
+    def diagnostics(self) -> str:
+        """Figures no scenario asserts, for failure messages only."""
+        _, edges = self.judged()
         probes = sum(len(r.probes) for r in self.rounds)
         failed = sum(1 for r in self.rounds for p in r.probes.values() if not p.ok)
         return (
             f"{len(self.rounds)} sample times over {self.stopped - self.started:.1f}s, "
-            f"{probes} probes ({failed} unhealthy) of {len(gaps)} voters; largest gap "
-            f"{worst * 1000:.0f} ms, slowest rate {slowest:.1f}/s; {len(lost)} samples without "
-            f"quorum, {len(edges)} judged on the next member list; min margin above quorum "
-            f"{self.min_margin()}; {len(self.watch.history)} member lists "
-            f"({self.watch.member_list_failures} failed), leader changes "
-            f"{len(self.watch.leader_changes())}"
+            f"{probes} probes ({failed} unhealthy); {len(edges)} samples judged on the next "
+            f"member list; {len(self.watch.history)} member lists; steps {self.marks}"
         )
 
 
@@ -564,11 +570,16 @@ class Writer:
         return sum(1 for op in self.ops if op.ok and start <= op.end <= end)
 
     def report(self) -> str:
+        """The figures the scenarios assert (see `diagnostics` for the others)."""
+        return f"{len(self.acked)} puts acknowledged, {len(self.failures())} failed"
+
+    def diagnostics(self) -> str:
+        """Figures no scenario asserts, for failure messages only."""
         took = sorted(op.end - op.start for op in self.ops if op.ok)
         p99 = took[int(len(took) * 0.99)] if took else 0.0
         return (
-            f"{len(self.ops)} puts, {len(self.acked)} acknowledged, {len(self.failures())} "
-            f"failed; latency p99 {p99 * 1000:.0f} ms, max {max(took, default=0.0) * 1000:.0f} ms"
+            f"{len(self.ops)} puts; latency p99 {p99 * 1000:.0f} ms, "
+            f"max {max(took, default=0.0) * 1000:.0f} ms"
         )
 
 
