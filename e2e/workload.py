@@ -204,9 +204,12 @@ class MemberWatch:
     async def _members_loop(self) -> None:
         while not self._stop.is_set():
             start = _Loop.now()
-            if await self.read_members() is None:
-                await self.read_pods()  # maybe the pods moved: look again at once
-            elif not self.ready.is_set():
+            view = await self.read_members()
+            if view is None or any(member_name(m) not in self.endpoints for m in view.members):
+                # a member whose pod IP is unknown (a new one) or no answer: re-read the pods
+                # now, so that a voter is never counted down for want of its address
+                await self.read_pods()
+            if view is not None:
                 self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
