@@ -244,7 +244,7 @@ def test_the_planner_reads_the_spec_it_needs() -> None:
         {"size": 5, "version": "3.5.35", "storage": {"persistentVolumeClaim": {"size": "1Gi"}}}
     )
     assert DesiredSpec.of(spec) == DesiredSpec(
-        size=5, version="3.5.35", paused=False, uses_claims=True
+        size=5, version="3.5.35", paused=False, uses_claims=True, quota_bytes=2 * 2**30
     )
 
 

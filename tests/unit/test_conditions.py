@@ -192,3 +192,31 @@ def test_a_learner_is_listed_but_not_counted_ready() -> None:
     learner = next(m for m in s.members if m.name == "demo-4")
     assert learner.is_learner and learner.ready
     assert s.ready_members == 3
+
+
+def test_a_refused_step_shows_in_progressing_with_the_api_servers_words() -> None:
+    """Was: a pod create refused by admission wrote no status at all."""
+    o = observed([member(1, leader=True)], [pod(1)])
+    refused = "KubernetesRefused: pods: 403 Forbidden: violates PodSecurity restricted"
+    s = compute_status(o, AddLearner("demo-new"), generation=7, now=NOW,
+                       previous=EtcdClusterStatus(), refused=refused)
+    c = cond(s, "Progressing")
+    assert (c.status, c.reason) == ("False", "StepRefused")
+    assert "PodSecurity" in c.message and "add member demo-new" in c.message
+
+
+def test_the_last_confirmed_membership_is_kept_while_no_member_answers() -> None:
+    """It is what a later member list is measured against: a lone member that came back empty
+    must not be able to shrink it by answering first."""
+    o = observed([member(1, leader=True), member(2), member(3)], [pod(1), pod(2), pod(3)])
+    before = status(o)
+    assert [m.id for m in before.members] == ["a1", "a2", "a3"]
+    unreachable = observed(None, [pod(1), pod(2), pod(3)])
+    after = status(unreachable, previous=before)
+    assert [(m.id, m.ready) for m in after.members] == [("a1", False), ("a2", False), ("a3", False)]
+
+
+def test_a_removal_is_recorded_in_the_membership_before_it_happens() -> None:
+    o = observed([member(1, leader=True), member(2), member(3)], [pod(1), pod(2), pod(3)], size=2)
+    s = status(o, RemoveMember(0xA3, "demo-3", "ScaleDown"))
+    assert [m.id for m in s.members] == ["a1", "a2"]

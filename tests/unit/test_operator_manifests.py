@@ -23,7 +23,16 @@ def test_member_pod_runs_etcd_of_the_spec_version_with_stable_names() -> None:
     pod = manifests.member_pod(ec, "demo-abcde", "demo-abcde=http://x:2380", "new", "cluster.local")
     c = pod["spec"]["containers"][0]
     assert c["image"] == "gcr.io/etcd-development/etcd:v3.6.16"
-    assert "--initial-cluster-state=new" in c["args"]
+    # the state is read from the annotation at every start, so the operator can change it
+    assert "--initial-cluster-state=$(INITIAL_CLUSTER_STATE)" in c["args"]
+    (env,) = c["env"]
+    assert env["name"] == "INITIAL_CLUSTER_STATE"
+    assert env["valueFrom"]["fieldRef"]["fieldPath"] == (
+        f"metadata.annotations['{manifests.ANN_INITIAL_STATE}']")
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "--quota-backend-bytes=2147483648" in c["args"]
+    assert "--auto-compaction-mode=periodic" in c["args"]
+    assert "--auto-compaction-retention=1h" in c["args"]
     assert ("--initial-advertise-peer-urls=http://demo-abcde.demo-peer.ns.svc.cluster.local:2380"
             in c["args"])
     assert pod["spec"]["hostname"] == "demo-abcde"
@@ -54,6 +63,12 @@ def test_claims_and_pod_template_overrides() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
     assert claim["spec"]["storageClassName"] == "local"
     assert manifests.data_claim(cluster(), "demo-x") is None
+    # Retain (the default): the claim outlives the cluster, and says which cluster made it
+    assert "ownerReferences" not in claim["metadata"]
+    assert claim["metadata"]["labels"][manifests.LABEL_CLUSTER_UID] == "u-1"
+    deleting = cluster(storage={"persistentVolumeClaim": {"size": "1Gi", "whenDeleted": "Delete"}})
+    owned = manifests.data_claim(deleting, "demo-x")
+    assert owned is not None and owned["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
 def test_pdb_allows_only_what_quorum_spares() -> None:
@@ -76,23 +91,82 @@ def pod(name: str, **status: Any) -> dict[str, Any]:
             "status": status}
 
 
-def test_pod_view_reads_phase_readiness_and_crash_loops() -> None:
+def etcd_status(ready: bool = False, restarts: int = 0, **states: Any) -> list[dict[str, Any]]:
+    return [{"name": "etcd", "ready": ready, "restartCount": restarts, **states}]
+
+
+TOCOMMIT = ("panic: tocommit(12) is out of range [lastIndex(0)]. Was the raft log corrupted, "
+            "truncated, or lost?")
+
+
+def test_pod_view_reads_phase_readiness_and_version() -> None:
     ready = observe.member_pod(pod("a", phase="Running",
                                    conditions=[{"type": "Ready", "status": "True"}]))
     assert (ready.phase, ready.ready, ready.data_lost, ready.version) == (
         PodPhase.RUNNING, True, False, "3.6.16")
-    looping = observe.member_pod(pod("b", phase="Running", containerStatuses=[{
-        "name": "etcd", "ready": False, "restartCount": 4,
-        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-        "lastState": {"terminated": {"exitCode": 2}},
-    }]))
-    assert looping.data_lost
-    once = observe.member_pod(pod("c", phase="Running", containerStatuses=[{
-        "name": "etcd", "ready": False, "restartCount": 1,
-        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-    }]))
-    assert not once.data_lost
     assert observe.member_pod(pod("d", phase="Weird")).phase is PodPhase.UNKNOWN
+
+
+def test_a_restart_history_is_not_data_loss() -> None:
+    """Was: 3 restarts and a non-zero last exit were taken as DataLost, so a member that had been
+    OOM-killed or liveness-killed a few times was removed and its claim deleted."""
+    oom = observe.member_pod(pod("b", phase="Running", containerStatuses=etcd_status(
+        restarts=7,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        lastState={"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+    )))
+    assert not oom.data_lost
+    assert "OOMKilled, exit code 137, 7 restart(s)" in oom.last_error
+    healthy_again = observe.member_pod(pod("c", phase="Running", containerStatuses=etcd_status(
+        ready=True, restarts=3, lastState={"terminated": {"exitCode": 2, "message": TOCOMMIT}},
+    )))
+    assert not healthy_again.data_lost  # it runs and is ready: whatever it said once is over
+
+
+def test_data_loss_needs_etcds_own_words() -> None:
+    for message in (
+        TOCOMMIT,
+        "failed to start etcd: cannot fetch cluster info from peer urls: could not retrieve",
+        "the member has been permanently removed from the cluster",
+    ):
+        looping = observe.member_pod(pod("b", phase="Running", containerStatuses=etcd_status(
+            restarts=1,
+            state={"waiting": {"reason": "CrashLoopBackOff"}},
+            lastState={"terminated": {"exitCode": 2, "message": message}},
+        )))
+        assert looping.data_lost, message
+    now = observe.member_pod(pod("b", phase="Running", containerStatuses=etcd_status(
+        state={"terminated": {"exitCode": 2, "reason": "Error", "message": TOCOMMIT}},
+    )))
+    assert now.data_lost
+    assert now.last_error.startswith("Error, exit code 2, 0 restart(s): panic: tocommit(12)")
+
+
+def test_a_pod_on_a_lost_node_is_seen_as_such() -> None:
+    p = pod("a", phase="Running")
+    p["spec"] = {"nodeName": "n1"}
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    unknown = {"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}
+    assert not observe.member_pod(p, {"n1": ready}).node_lost
+    assert observe.member_pod(p, {"n1": unknown}).node_lost
+    assert observe.member_pod(p, {}).node_lost  # the Node object is gone
+    assert not observe.member_pod(p, None).node_lost  # nothing known about nodes
+    assert observe.member_pod(p, {}).node == "n1"
+
+
+def test_ipv6_addresses_stand_in_brackets_in_urls() -> None:
+    assert observe.url_host("fd00::12") == "[fd00::12]"
+    assert observe.url_host("10.0.0.1") == "10.0.0.1"
+
+
+def test_member_pods_meet_the_restricted_pod_security_level() -> None:
+    p = manifests.member_pod(cluster(), "demo-a", "", "new", "cluster.local")
+    sc = p["spec"]["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = p["spec"]["containers"][0]["securityContext"]
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
 
 
 def status(member_id: int, leader: int, errors: tuple[str, ...] = ()) -> Status:
@@ -107,7 +181,12 @@ def test_member_health_needs_status_health_a_leader_and_no_alarms() -> None:
     assert observe.member_health(status(1, 1), ok).healthy
     assert observe.member_health(status(1, 1), ok).is_leader
     assert not observe.member_health(status(1, 0), ok).healthy
-    assert not observe.member_health(status(1, 2, ("NOSPACE",)), ok).healthy
+    assert not observe.member_health(status(1, 2, ("memberID:1 alarm:CORRUPT ",)), ok).healthy
+    # NOSPACE fails etcd's health check, yet the member reads, deletes and votes: it counts
+    # for quorum, and the alarm is flagged for the planner to clear
+    alarm = Health("e", False, 0.1, "active alarm: NOSPACE on member 1")
+    full = observe.member_health(status(1, 2, ("memberID:1 alarm:NOSPACE ",)), alarm)
+    assert full.healthy and full.nospace
     assert not observe.member_health(status(1, 2), Health("e", False, 1.0, "timeout")).healthy
     assert not observe.member_health(None, None).reachable
 
@@ -140,25 +219,43 @@ def em(i: int, learner: bool = False) -> EtcdMember:
 def test_the_membership_a_quorum_reports_wins_over_a_rogue_member() -> None:
     full = [em(1), em(2), em(3)]
     rogue = [em(1)]  # member 1 lost its data and founded a cluster of its own
-    listed, dissent = observe.agreed_membership({"a": rogue, "b": full, "c": full})
+    listed, dissent, _ = observe.agreed_membership({"a": rogue, "b": full, "c": full})
     assert listed == full
     assert dissent == {"a"}
 
 
 def test_no_membership_is_trusted_without_a_quorum_behind_it() -> None:
     full = [em(1), em(2), em(3)]
-    assert observe.agreed_membership({"b": full}) == (None, frozenset())
-    assert observe.agreed_membership({"a": [em(1)], "b": full}) == (None, frozenset())
-    assert observe.agreed_membership({}) == (None, frozenset())
+    assert observe.agreed_membership({"b": full})[:2] == (None, frozenset())
+    assert observe.agreed_membership({"a": [em(1)], "b": full})[:2] == (None, frozenset())
+    assert observe.agreed_membership({}) == (None, frozenset(), "")
     single = [em(1)]
-    assert observe.agreed_membership({"a": single}) == (single, frozenset())
+    assert observe.agreed_membership({"a": single}) == (single, frozenset(), "")
     with_learner = [em(1), em(2, learner=True)]
-    assert observe.agreed_membership({"a": with_learner}) == (with_learner, frozenset())
+    assert observe.agreed_membership({"a": with_learner}) == (with_learner, frozenset(), "")
 
 
-def test_only_the_seed_pod_refuses_to_restart_in_place() -> None:
+def test_a_lone_member_cannot_outvote_the_membership_last_seen() -> None:
+    """Was: after a whole-cluster restart the seed came back first on an empty data directory,
+    founded a cluster of one, and its word alone got the two members holding the data deleted."""
+    listed, dissent, why = observe.agreed_membership({"seed": [em(1)]}, known_voters=3)
+    assert (listed, dissent) == (None, frozenset())
+    assert "2 must agree" in why
+    # once a quorum of the last known voters answers, the rogue is outvoted
+    full = [em(1), em(2), em(3)]
+    listed, dissent, _ = observe.agreed_membership(
+        {"seed": [em(1)], "b": full, "c": full}, known_voters=3
+    )
+    assert listed == full and dissent == {"seed"}
+    # a cluster scaled down to one (status recorded the removal first) is still trusted
+    assert observe.agreed_membership({"a": [em(1)]}, known_voters=1)[0] == [em(1)]
+
+
+def test_every_member_restarts_in_place_the_seed_too() -> None:
+    """Was: the seed had restartPolicy Never, so a size-1 emptyDir cluster died on its first
+    crash. A seed on an emptied data dir is kept from founding a cluster by its annotation."""
     ec = cluster()
     seed = manifests.member_pod(ec, "demo-a", "demo-a=http://x:2380", "new", "cluster.local")
     joiner = manifests.member_pod(ec, "demo-b", "", "existing", "cluster.local")
-    assert seed["spec"]["restartPolicy"] == "Never"
+    assert seed["spec"]["restartPolicy"] == "Always"
     assert joiner["spec"]["restartPolicy"] == "Always"

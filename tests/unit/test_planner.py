@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from etcdop.operator.model import (
@@ -16,10 +17,14 @@ from etcdop.operator.planner import (
     Action,
     AddLearner,
     Bootstrap,
+    Compact,
     CreatePod,
+    Defragment,
     DeleteClaim,
     DeletePod,
+    DisarmAlarm,
     Done,
+    MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
@@ -294,8 +299,144 @@ def test_every_action_describes_itself() -> None:
     actions: list[Action] = [
         Bootstrap("a"), AddLearner("a"), CreatePod("a", "new"), PromoteLearner(1, "a"),
         RemoveMember(255, "a", "ScaleDown"), DeletePod("a", "x"), DeleteClaim("a"),
-        MoveLeader(1, 2), Wait("R", "waiting"), Done(),
+        MoveLeader(1, 2), Wait("R", "waiting"), Done(), MarkFormed("a"),
+        DeletePod("a", "x", force=True),
     ]
     texts = [describe(a) for a in actions]
     assert all(texts) and len(set(texts)) == len(texts)
     assert "ff" in describe(RemoveMember(255, "a", "ScaleDown"))
+
+
+# ---------------------------------------------------------------- safety (issue 7)
+
+
+def sick(n: int) -> Member:
+    return Member(id=n, name=f"demo-{n}", health=MemberHealth(reachable=False))
+
+
+def test_the_seed_of_a_formed_cluster_is_marked_existing_first() -> None:
+    """A seed left at `new` would found a second cluster if restarted on an emptied data dir."""
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1, initial_cluster_state="new"), pod(2), pod(3)],
+    )
+    assert plan(obs) == MarkFormed("demo-1")
+
+
+def test_a_member_that_answers_healthy_is_never_taken_for_lost() -> None:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1), pod(2, data_lost=True), pod(3)],
+    )
+    assert plan(obs) == Done()
+
+
+def test_a_crash_looping_member_on_a_claim_without_evidence_is_kept() -> None:
+    """Was: restarts alone made a member DataLost, and its claim was deleted."""
+    obs = world(
+        [voter(1, leader=True), sick(2), voter(3)],
+        [pod(1), pod(2, ready=False, last_error="OOMKilled, exit code 137, 5 restart(s)"), pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"},
+    )
+    assert plan(obs) == Done()  # nothing removed, nothing deleted; status says Degraded
+    grow = world(
+        [voter(1, leader=True), sick(2), voter(3)],
+        [pod(1), pod(2, ready=False, last_error="OOMKilled, exit code 137"), pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"},
+        size=5,
+    )
+    action = plan(grow)
+    assert isinstance(action, Wait) and action.reason == "MemberUnhealthy"
+    assert "OOMKilled" in action.message
+
+
+def test_a_crash_looping_emptydir_member_without_evidence_is_not_replaced() -> None:
+    obs = world([voter(1, leader=True), sick(2), voter(3)], [pod(1), pod(2, ready=False), pod(3)])
+    assert plan(obs) == Done()
+
+
+def test_a_pod_stuck_terminating_on_a_lost_node_does_not_freeze_the_cluster() -> None:
+    """Was: any Terminating pod made the planner wait, and one on a dead node never finishes."""
+    stuck = pod(2, deleting=True, node="n2", node_lost=True)
+    obs = world([voter(1, leader=True), sick(2), voter(3)], [pod(1), stuck, pod(3)])
+    assert plan(obs) == RemoveMember(2, "demo-2", "NodeLost")
+    removed = world([voter(1, leader=True), voter(3)], [pod(1), stuck, pod(3)])
+    assert plan(removed) == DeletePod("demo-2", "NotAMember", force=True)
+
+
+def test_a_pod_stuck_on_a_lost_node_with_a_claim_says_what_to_do() -> None:
+    stuck = pod(2, deleting=True, node="n2", node_lost=True)
+    obs = world(
+        [voter(1, leader=True), sick(2), voter(3)], [pod(1), stuck, pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"}, size=5,
+    )
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "NodeLost"
+    assert "kubectl delete node n2" in action.message
+
+
+def test_a_learner_is_not_promoted_while_a_voter_is_unhealthy() -> None:
+    learner = Member(
+        id=9, name="demo-9", is_learner=True,
+        health=MemberHealth(reachable=True, raft_index=5000),
+    )
+    obs = world(
+        [voter(1, leader=True), sick(2), voter(3), learner],
+        [pod(1), pod(2, ready=False), pod(3), pod(9)],
+        size=4,
+    )
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "MemberUnhealthy"
+
+
+def test_a_cluster_whose_every_member_lost_its_data_is_lost() -> None:
+    obs = world(None, [pod(1, data_lost=True)], size=1)
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "ClusterLost"
+
+
+def test_an_unconfirmed_membership_is_waited_on() -> None:
+    obs = replace(world(None, [pod(1), pod(2), pod(3)]), unconfirmed="1 member(s) report ...")
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "MembershipUnconfirmed"
+
+
+def full(n: int, leader: bool = False, size: int = 100, in_use: int = 100) -> Member:
+    h = replace(healthy(leader), nospace=True, revision=900, db_size=size, db_size_in_use=in_use)
+    return Member(id=n, name=f"demo-{n}", health=h)
+
+
+def test_a_nospace_alarm_is_compacted_defragmented_leader_last_and_disarmed() -> None:
+    """Was: nothing handled NOSPACE; every member failed its health check and the operator
+    waited forever while etcd refused every write."""
+    pods = [pod(1), pod(2), pod(3)]
+    alarmed = world([full(1, leader=True), full(2), full(3)], pods)
+    assert plan(alarmed) == Compact(900)
+    compacted = replace(
+        world([full(1, leader=True, in_use=30), full(2, in_use=30), full(3, in_use=30)], pods),
+        compacted_revision=900,
+    )
+    assert plan(compacted) == Defragment(2, "demo-2")
+    leader_left = replace(
+        world([full(1, leader=True, in_use=30), full(2, 30, 30), full(3, 30, 30)], pods),
+        compacted_revision=900,
+    )
+    assert plan(leader_left) == Defragment(1, "demo-1")
+    done = replace(
+        world([full(1, True, 30, 30), full(2, False, 30, 30), full(3, False, 30, 30)], pods),
+        compacted_revision=900,
+    )
+    assert plan(done) == DisarmAlarm()
+
+
+def test_a_nospace_alarm_that_compaction_cannot_clear_says_what_to_do() -> None:
+    quota = 100
+    obs = replace(
+        world([full(1, True, 100, 95), full(2, False, 100, 95), full(3, False, 100, 95)],
+              [pod(1), pod(2), pod(3)]),
+        compacted_revision=900,
+    )
+    obs = replace(obs, spec=replace(obs.spec, quota_bytes=quota))
+    action = plan(obs)
+    assert isinstance(action, Wait) and action.reason == "NoSpace"
+    assert "spec.backendQuota" in action.message

@@ -33,6 +33,7 @@ from etcdop.operator.planner import (
     DeleteClaim,
     DeletePod,
     Done,
+    MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
@@ -167,6 +168,9 @@ class World:
                 self.pods.pop(name)
                 if not self.spec.uses_claims:
                     self.has_data.discard(name)
+            case MarkFormed(member=name):
+                assert any(m.name == name for m in self.members.values()), "marked a non-member"
+                self.pods[name].state = "existing"
             case DeleteClaim(member=name):
                 assert all(m.name != name for m in self.members.values()), "deleted member data"
                 self.claims.discard(name)

@@ -46,6 +46,15 @@ def etcdcluster_crd() -> dict[str, Any]:
             "status": status,
         },
         "required": ["spec"],
+        "x-kubernetes-validations": [
+            {
+                "rule": (
+                    f"size(self.metadata.name) <= {ec.NAME_MAX} && "
+                    f"self.metadata.name.matches('{ec.NAME_PATTERN}')"
+                ),
+                "message": f"metadata.name {ec.NAME_MESSAGE}",
+            }
+        ],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

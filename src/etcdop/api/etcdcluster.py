@@ -44,6 +44,17 @@ DEFAULT_IMAGE = "gcr.io/etcd-development/etcd"
 DEFAULT_SIZE = 3
 MIN_SIZE = 1
 MAX_SIZE = 9
+NAME_MAX = 57
+"""Members are named `<cluster>-<5 characters>` and that name is the pod's host name, which
+Kubernetes limits to 63 characters."""
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A DNS-1035 label: the name also names Services (`<cluster>-client`), which must start with a
+letter."""
+NAME_MESSAGE = (
+    f"must start with a lowercase letter, contain only lowercase letters, digits "
+    f"and '-', end with a letter or digit, and be at most {NAME_MAX} characters (member pods are "
+    "named <cluster>-<5 characters>, and a host name has at most 63)"
+)
 
 # ---------------------------------------------------------------- rules shared with CEL
 
@@ -118,6 +129,14 @@ class PersistentVolumeClaimStorage:
         default=None,
         max_length=253,
     )
+    when_deleted: str = prop(
+        "What happens to the claims when the EtcdCluster is deleted: Retain (the default) keeps "
+        "them, and the data, until you delete them; Delete removes them with the cluster. A new "
+        "EtcdCluster of the same name never adopts claims an earlier one left behind.",
+        default="Retain",
+        schema_default="Retain",
+        enum=("Retain", "Delete"),
+    )
 
 
 @api_type
@@ -144,6 +163,26 @@ class Storage(HasRules):
     @property
     def uses_claims(self) -> bool:
         return self.persistent_volume_claim is not None
+
+
+@api_type
+class AutoCompaction:
+    """etcd's automatic compaction of old revisions: without it the database grows with every
+    write until it hits the backend quota and etcd refuses writes (the NOSPACE alarm)."""
+
+    mode: str = prop(
+        "periodic (keep the history of the last `retention` duration) or revision (keep the "
+        "last `retention` revisions).",
+        default="periodic",
+        schema_default="periodic",
+        enum=("periodic", "revision"),
+    )
+    retention: str = prop(
+        "A duration such as 1h or 30m for periodic mode, a count such as 10000 for revision.",
+        default="1h",
+        schema_default="1h",
+        max_length=32,
+    )
 
 
 @api_type
@@ -206,6 +245,19 @@ class EtcdClusterSpec:
         default=None,
     )
     pod_template: PodTemplate = prop("Overrides for the member pods.", default_factory=PodTemplate)
+    backend_quota: str = prop(
+        "Size the database may reach before etcd refuses writes (raises the NOSPACE alarm), a "
+        "quantity such as 2Gi (etcd's --quota-backend-bytes; etcd advises at most 8Gi). On the "
+        "alarm the operator compacts, defragments each member (the leader last) and disarms it.",
+        default="2Gi",
+        schema_default="2Gi",
+        max_length=64,
+        rules=(QUANTITY_RULE,),
+    )
+    auto_compaction: AutoCompaction = prop(
+        "Automatic compaction of old revisions (periodic, 1h by default).",
+        default_factory=AutoCompaction,
+    )
     paused: bool = prop(
         "Stop reconciling members while true (status is still reported).",
         default=False,
@@ -285,6 +337,11 @@ class EtcdClusterStatus:
         "Lowest etcd version among the members (the cluster runs at this version).", default=""
     )
     client_endpoints: tuple[str, ...] = prop("URLs clients connect to.", default=())
+    compacted_revision: int = prop(
+        "The revision the operator last compacted the history at, to recover from a NOSPACE alarm.",
+        default=0,
+        int_format="int64",
+    )
     conditions: tuple[Condition, ...] = prop(
         "Available, Progressing, Degraded and EvenSize.", default=(), list_map_keys=("type",)
     )
@@ -335,7 +392,10 @@ class EtcdCluster:
         )
 
     def validate(self) -> list[FieldError]:
-        return self.spec.validate()
+        errors = self.spec.validate()
+        if len(self.name) > NAME_MAX or not re.match(NAME_PATTERN, self.name):
+            errors.insert(0, FieldError("metadata.name", NAME_MESSAGE))
+        return errors
 
     @property
     def key(self) -> str:

@@ -21,12 +21,13 @@ import grpc.aio
 from etcd3aio import EtcdError as _ClientError
 from etcd3aio.cluster import ClusterService
 from etcd3aio.kv import KVService
-from etcd3aio.maintenance import MaintenanceService
+from etcd3aio.maintenance import AlarmType, MaintenanceService
 
 from etcdop.etcd.channel import TLSConfig, open_channel, target_of
 from etcdop.etcd.errors import (
     EtcdError,
     LearnerOnly,
+    RequestFailed,
     Unavailable,
     translate,
 )
@@ -179,6 +180,46 @@ class EtcdClient:
         )
         log.info("etcd leader moved: from=%x to=%x", leader_id, target_id)
 
+    # space ---------------------------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        """Compact the history up to REVISION and wait until the space is free in the backend.
+        A compaction already done at or past REVISION is not an error: it is what was asked."""
+        endpoint, _ = await self._leader()
+        try:
+            await self._on(
+                endpoint,
+                f"compact at revision {revision}",
+                lambda c: c.kv.compact(
+                    revision, physical=True, timeout=self._change_timeout, max_attempts=_ONCE
+                ),
+            )
+        except RequestFailed as e:
+            if "compacted" not in e.detail:
+                raise
+        log.info("etcd compacted: revision=%d via=%s", revision, endpoint)
+
+    async def defragment(self, endpoint: str) -> None:
+        """Defragment ENDPOINT's backend; the member serves nothing while it runs."""
+        await self._on(
+            endpoint,
+            "defragment",
+            lambda c: c.maintenance.defragment(timeout=self._snapshot_timeout, max_attempts=_ONCE),
+        )
+        log.info("etcd defragmented: endpoint=%s", endpoint)
+
+    async def disarm_nospace(self) -> None:
+        """Clear the NOSPACE alarm on every member, so that writes are accepted again."""
+        endpoint, _ = await self._leader()
+        await self._on(
+            endpoint,
+            "disarm NOSPACE",
+            lambda c: c.maintenance.alarm_deactivate(
+                AlarmType.NOSPACE, timeout=self._change_timeout, max_attempts=_ONCE
+            ),
+        )
+        log.info("etcd NOSPACE alarm disarmed: via=%s", endpoint)
+
     # one member ---------------------------------------------------------------------------------
 
     async def status(self, endpoint: str) -> Status:
@@ -303,25 +344,10 @@ class EtcdClient:
         raise Unavailable(operation, ", ".join(self._endpoints), "; ".join(failures))
 
     async def _change_endpoint(self) -> str:
-        """The first endpoint whose member votes and answers: a membership change is sent once."""
-        failures: list[str] = []
-        for endpoint in self._endpoints:
-            try:
-                status = await self.status(endpoint)
-            except EtcdError as e:
-                failures.append(f"{endpoint}: {e.detail}")
-                continue
-            if status.is_learner:
-                failures.append(f"{endpoint}: is a learner")
-            elif status.leader_id == 0:
-                failures.append(f"{endpoint}: knows no leader")
-            else:
-                return endpoint
-        raise Unavailable(
-            "choose a member for a membership change",
-            ", ".join(self._endpoints),
-            "; ".join(failures),
-        )
+        """The leader's endpoint: a membership change is sent once, and only to the member that
+        can commit it. A partitioned or removed member may still answer and even report a
+        leader it lost touch with; the leader itself is the one member that cannot be stale."""
+        return (await self._leader())[0]
 
     async def _leader(self) -> tuple[str, int]:
         """The leader's endpoint and ID, read from the members' own status."""

@@ -80,6 +80,8 @@ class Status:
     db_size_in_use: int
     is_learner: bool
     errors: tuple[str, ...]
+    revision: int = 0
+    """The store's current revision as this member has applied it."""
 
     @property
     def is_leader(self) -> bool:
@@ -101,6 +103,7 @@ class Status:
             db_size_in_use=int(s.dbSizeInUse),
             is_learner=bool(s.isLearner),
             errors=tuple(str(e) for e in s.errors),
+            revision=int(s.header.revision),
         )
 
 

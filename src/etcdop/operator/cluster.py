@@ -18,9 +18,19 @@ from etcdop.api import GROUP, KIND, PLURAL, VERSION, EtcdCluster, InvalidObject
 from etcdop.api.etcdcluster import EtcdClusterStatus
 from etcdop.etcd import EtcdClient, EtcdError, LearnerNotReady, MembershipChangeRefused
 from etcdop.etcd import Member as EtcdMember
-from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, Resource
+from etcdop.kube import apply
+from etcdop.kube.client import (
+    PDBS,
+    PODS,
+    PVCS,
+    SERVICES,
+    ConflictError,
+    KubeClient,
+    KubeError,
+    Resource,
+)
 from etcdop.kube.events import EventRecorder
-from etcdop.kube.store import Store
+from etcdop.kube.store import Store, labels_match
 from etcdop.operator import manifests, observe
 from etcdop.operator.conditions import compute_status
 from etcdop.operator.model import DesiredSpec, Member, Observed
@@ -28,10 +38,14 @@ from etcdop.operator.planner import (
     Action,
     AddLearner,
     Bootstrap,
+    Compact,
     CreatePod,
+    Defragment,
     DeleteClaim,
     DeletePod,
+    DisarmAlarm,
     Done,
+    MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
@@ -61,6 +75,9 @@ class Caches:
     claims: Store
     services: Store
     pdbs: Store
+    nodes: Store | None = None
+    """Nodes, to tell a pod stuck on a lost node from one that is terminating; None when the
+    operator may not read nodes (then no pod is ever taken for stuck)."""
 
 
 ETCDCLUSTERS = Resource(GROUP, VERSION, PLURAL, KIND)
@@ -73,7 +90,7 @@ _RESOURCES = {
 
 
 def _client_url(ip: str) -> str:
-    return f"http://{ip}:{manifests.CLIENT_PORT}"
+    return f"http://{observe.url_host(ip)}:{manifests.CLIENT_PORT}"
 
 
 def _now() -> str:
@@ -131,7 +148,7 @@ class ClusterReconciler:
         if ec.being_deleted:
             return None
 
-        await self._ensure_services(ec)
+        owned_refused = await self._sync_owned(ec)
         pods = self._pods(ec)
         endpoints = {name: _client_url(ip) for name, ip in self._pod_ips(pods).items()}
         async with EtcdClient(
@@ -152,6 +169,10 @@ class ClusterReconciler:
                     **({"dissenting": sorted(dissenters)} if dissenters else {}),
                 },
             )
+            if isinstance(action, RemoveMember):
+                # Record the smaller membership first: the next look must not hold the removed
+                # voter's absence against the member list (see observe.agreed_membership).
+                await self._write_status(ec, raw, observed, action, cluster_id)
             agreeing = [url for name, url in endpoints.items() if name not in dissenters]
             if dissenters and agreeing:
                 # membership changes go only to members that share the agreed view
@@ -159,7 +180,7 @@ class ClusterReconciler:
                     outcome = await self._act(ec, observed, action, trusted)
             else:
                 outcome = await self._act(ec, observed, action, etcd)
-        await self._report(ec, raw, observed, action, outcome, cluster_id)
+        await self._report(ec, raw, observed, action, outcome or owned_refused, cluster_id)
         if self.on_action:
             self.on_action(ec, action)
         if isinstance(action, Done):
@@ -191,33 +212,45 @@ class ClusterReconciler:
     ) -> tuple[Observed, str, frozenset[str]]:
         """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
         whose etcd reports a membership other than the one a quorum agrees on."""
+        labelled = self.caches.claims.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
+        ours = {manifests.LABEL_CLUSTER: ec.name, manifests.LABEL_CLUSTER_UID: ec.uid}
         claims = frozenset(
             str(c["metadata"]["name"])
-            for c in self.caches.claims.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
-            if not c["metadata"].get("deletionTimestamp")
+            for c in labelled
+            if labels_match(c, ours) and not c["metadata"].get("deletionTimestamp")
         )
+        # Claims an earlier cluster of this name left behind are not ours: never used, never
+        # deleted, and their names never given to a new member.
+        foreign = [str(c["metadata"]["name"]) for c in labelled if not labels_match(c, ours)]
         members: tuple[Member, ...] | None = None
         cluster_id = ""
+        unconfirmed = ""
         dissenters: frozenset[str] = frozenset()
         if endpoints:
             views = await self._member_lists(ec, endpoints, etcd)
-            listed, dissenters = observe.agreed_membership(views)
+            known = sum(1 for m in ec.status.members if m.id and not m.is_learner)
+            listed, dissenters, unconfirmed = observe.agreed_membership(views, known)
             if listed is not None:
                 answers = await asyncio.gather(
                     *(self._member(ec, m, endpoints, etcd, dissenters) for m in listed)
                 )
                 members = tuple(m for m, _ in answers)
                 cluster_id = next((f"{cid:x}" for _, cid in answers if cid), "")
-        taken = [str(p["metadata"]["name"]) for p in pods] + list(claims)
+        taken = [str(p["metadata"]["name"]) for p in pods] + list(claims) + foreign
         taken += [m.name for m in members or ()]
+        nodes = None
+        if self.caches.nodes is not None:
+            nodes = {str(n["metadata"]["name"]): n for n in self.caches.nodes.list(None)}
         observed = Observed(
             cluster=ec.name,
             spec=DesiredSpec.of(ec.spec),
-            pods=tuple(observe.member_pod(p) for p in pods),
+            pods=tuple(observe.member_pod(p, nodes) for p in pods),
             members=members,
             claims=claims,
             bootstrapped=bool(ec.status.cluster_id),
+            compacted_revision=ec.status.compacted_revision,
             next_member_name=observe.new_member_name(ec.name, taken),
+            unconfirmed=unconfirmed,
         )
         return observed, cluster_id, dissenters
 
@@ -285,9 +318,23 @@ class ClusterReconciler:
                     await etcd.remove(i)
                 case MoveLeader(to_id=t):
                     await etcd.move_leader(t)
-                case DeletePod(member=m):
-                    await self.kube.delete(PODS, m, ec.namespace)
-                    await _until(lambda: self._pod_gone_or_going(ec, m), CACHE_WAIT)
+                case Compact(revision=r):
+                    await etcd.compact(r)
+                case Defragment(member=m):
+                    ip = self._pod_ips(self._pods(ec)).get(m)
+                    if ip is None:
+                        return f"EtcdError: member {m} has no pod address to defragment"
+                    await etcd.defragment(_client_url(ip))
+                case DisarmAlarm():
+                    await etcd.disarm_nospace()
+                case DeletePod(member=m, force=force):
+                    await self.kube.delete(
+                        PODS, m, ec.namespace, grace_period_seconds=0 if force else None
+                    )
+                    await _until(lambda: self._pod_gone_or_going(ec, m, force), CACHE_WAIT)
+                case MarkFormed(member=m):
+                    patch = {"metadata": {"annotations": {manifests.ANN_INITIAL_STATE: "existing"}}}
+                    await self.kube.patch(PODS, m, patch, ec.namespace)
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
@@ -299,11 +346,14 @@ class ClusterReconciler:
             return f"MembershipChangeRefused: {e}"
         except EtcdError as e:
             return f"EtcdError: {e}"
+        except KubeError as e:
+            # Refused by admission (Pod Security, quota), RBAC or validation: say so, retry.
+            return f"KubernetesRefused: {e}"
         return None
 
-    def _pod_gone_or_going(self, ec: EtcdCluster, name: str) -> bool:
+    def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
         pod = self.caches.pods.get_by(ec.namespace, name)
-        return pod is None or bool(pod["metadata"].get("deletionTimestamp"))
+        return pod is None or (not gone and bool(pod["metadata"].get("deletionTimestamp")))
 
     def _claim_gone_or_going(self, ec: EtcdCluster, name: str) -> bool:
         claim = self.caches.claims.get_by(ec.namespace, name)
@@ -333,28 +383,34 @@ class ClusterReconciler:
             subresource="status",
         )
 
-    async def _ensure_services(self, ec: EtcdCluster) -> None:
+    async def _sync_owned(self, ec: EtcdCluster) -> str | None:
+        """Keep the Services and the PodDisruptionBudget as the spec renders them (the budget
+        follows spec.size); return what the API server refused, or None."""
         wanted = [
-            (self.caches.services, manifests.peer_service(ec)),
-            (self.caches.services, manifests.client_service(ec)),
-            (self.caches.pdbs, manifests.pod_disruption_budget(ec)),
+            (SERVICES, self.caches.services, manifests.peer_service(ec)),
+            (SERVICES, self.caches.services, manifests.client_service(ec)),
+            (PDBS, self.caches.pdbs, manifests.pod_disruption_budget(ec)),
         ]
-        for store, obj in wanted:
-            if store.get_by(ec.namespace, obj["metadata"]["name"]) is None:
-                await self._create(obj)
+        for res, store, obj in wanted:
+            try:
+                if await apply.sync(self.kube, res, store, obj):
+                    what = f"{obj['kind']}/{obj['metadata']['name']}"
+                    log.info("owned object synced", extra={"cluster": ec.key, "object": what})
+            except KubeError as e:
+                return f"KubernetesRefused: {obj['kind']} {obj['metadata']['name']}: {e}"
+        return None
 
     # -- report ----------------------------------------------------------------------------------
 
-    async def _report(
+    async def _write_status(
         self,
         ec: EtcdCluster,
         raw: Mapping[str, Any],
         o: Observed,
         action: Action,
-        refused: str | None,
         cluster_id: str,
+        refused: str | None = None,
     ) -> None:
-        cluster_id = ec.status.cluster_id or cluster_id
         endpoints = tuple(
             manifests.client_url(ec, m.name, self.domain)
             for m in sorted(o.voters, key=lambda m: m.name)
@@ -367,12 +423,24 @@ class ClusterReconciler:
             now=_now(),
             previous=ec.status,
             client_endpoints=endpoints,
-            cluster_id=cluster_id,
+            cluster_id=ec.status.cluster_id or cluster_id,
+            refused=refused,
         )
         if status != ec.status:
             await self._patch_status(raw, status.to_dict())
+
+    async def _report(
+        self,
+        ec: EtcdCluster,
+        raw: Mapping[str, Any],
+        o: Observed,
+        action: Action,
+        refused: str | None,
+        cluster_id: str,
+    ) -> None:
+        await self._write_status(ec, raw, o, action, cluster_id, refused)
         if refused is not None:
-            log.info(
+            log.warning(
                 "step refused",
                 extra={"cluster": ec.key, "step": describe(action), "error": refused},
             )

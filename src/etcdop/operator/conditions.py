@@ -12,13 +12,16 @@ from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus
 from etcdop.api.semver import parse_version
 from etcdop.operator.model import Member, Observed, quorum
 from etcdop.operator.planner import (
+    CLUSTER_LOST,
     Action,
+    Compact,
     CreatePod,
     DeletePod,
     Done,
     RemoveMember,
     Wait,
     describe,
+    unhealthy_member,
 )
 
 AVAILABLE = "Available"
@@ -34,6 +37,9 @@ STUCK_REASONS = frozenset(
         "MemberUnhealthy",
         "NoLeaderCandidate",
         "EtcdUnreachable",
+        "MembershipUnconfirmed",
+        "NodeLost",
+        "NoSpace",
     }
 )
 """Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
@@ -50,16 +56,21 @@ def compute_status(
     previous: EtcdClusterStatus,
     client_endpoints: tuple[str, ...] = (),
     cluster_id: str = "",
+    refused: str | None = None,
 ) -> EtcdClusterStatus:
-    """The status to write after planning `action` for `o`; `now` is an RFC 3339 time."""
+    """The status to write after planning `action` for `o`; `now` is an RFC 3339 time.
+    REFUSED is why the action was not carried out (etcd or the API server said no)."""
     conditions = (
         _available(o),
-        _progressing(action),
+        _progressing(action, refused),
         _degraded(o),
         _even_size(o.spec.size),
     )
     stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
-    members = _members(o)
+    members = _members(o, previous)
+    if isinstance(action, RemoveMember) and refused is None:
+        # the status records the membership the action leaves behind
+        members = tuple(m for m in members if m.id != f"{action.member_id:x}")
     return EtcdClusterStatus(
         phase=phase(o, action, previous.phase),
         observed_generation=generation,
@@ -68,6 +79,11 @@ def compute_status(
         ready_members=sum(1 for m in members if m.ready and not m.is_learner),
         current_version=_lowest_version(m.version for m in members),
         client_endpoints=client_endpoints,
+        compacted_revision=(
+            action.revision
+            if isinstance(action, Compact) and refused is None
+            else previous.compacted_revision
+        ),
         conditions=stamped,
     )
 
@@ -99,14 +115,8 @@ def _available(o: Observed) -> Condition:
     if o.members is None:
         if not o.formed:
             return _cond(AVAILABLE, False, "Creating", "the first member is starting")
-        if not o.pods and not o.spec.uses_claims:
-            return _cond(
-                AVAILABLE,
-                False,
-                "ClusterLost",
-                "every member and its data is gone; restore from a backup (EtcdRestore) or "
-                "delete and re-create this EtcdCluster",
-            )
+        if (not o.pods and not o.claims) or o.all_data_lost:
+            return _cond(AVAILABLE, False, "ClusterLost", CLUSTER_LOST)
         return _cond(AVAILABLE, False, "EtcdUnreachable", "no etcd member answers")
     voters = o.voters
     healthy = sum(1 for v in voters if v.healthy)
@@ -127,7 +137,9 @@ def _available(o: Observed) -> Condition:
     )
 
 
-def _progressing(action: Action) -> Condition:
+def _progressing(action: Action, refused: str | None) -> Condition:
+    if refused is not None:
+        return _cond(PROGRESSING, False, "StepRefused", f"{describe(action)}: {refused}")
     match action:
         case Done():
             return _cond(PROGRESSING, False, "Reconciled", "the cluster matches its spec")
@@ -153,16 +165,23 @@ def _degraded(o: Observed) -> Condition:
             "QuorumLost",
             f"{healthy} of {len(voters)} voting members are healthy: {_unhealthy_names(o)} are not",
         )
+    full = sorted(m.name for m in o.members if m.health.nospace)
+    if full:
+        return _cond(
+            DEGRADED,
+            True,
+            "NoSpace",
+            f"the NOSPACE alarm is raised on {', '.join(full)}: etcd refuses writes until the "
+            "operator has compacted, defragmented and disarmed it (Events say each step)",
+        )
     sick = [v for v in sorted(voters, key=lambda m: m.name) if not v.healthy]
     if sick:
         names = ", ".join(_member_label(v) for v in sick)
         what = "is" if len(sick) == 1 else "are"
-        hint = (
-            "it is restarted on its claim"
-            if o.spec.uses_claims
-            else "a member whose pod or data is gone is replaced"
-        )
-        return _cond(DEGRADED, True, "MemberUnhealthy", f"member {names} {what} unhealthy; {hint}")
+        first = unhealthy_member(o, voters)
+        detail = f"; {first.message}" if first is not None else ""
+        reason = first.reason if first is not None else "MemberUnhealthy"
+        return _cond(DEGRADED, True, reason, f"member {names} {what} unhealthy{detail}")
     return _cond(DEGRADED, False, "AllMembersHealthy", "every voting member is healthy")
 
 
@@ -178,8 +197,15 @@ def _even_size(size: int) -> Condition:
     return _cond(EVEN_SIZE, False, "OddSize", f"size {size} tolerates {(size - 1) // 2} failures")
 
 
-def _members(o: Observed) -> tuple[MemberStatus, ...]:
+def _members(o: Observed, previous: EtcdClusterStatus) -> tuple[MemberStatus, ...]:
     if o.members is None:
+        if any(m.id for m in previous.members):
+            # Keep the last membership etcd confirmed (not ready now): it is what a member list
+            # answered later must be measured against (observe.agreed_membership).
+            return tuple(
+                MemberStatus(name=m.name, id=m.id, version=m.version, is_learner=m.is_learner)
+                for m in previous.members
+            )
         return tuple(
             MemberStatus(name=p.name, version=p.version)
             for p in sorted(o.pods, key=lambda p: p.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from etcdop.api import API_VERSION, KIND, EtcdCluster
+from etcdop.api.quantity import parse_quantity
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -18,9 +19,15 @@ ETCD_CONTAINER = "etcd"
 
 LABEL_CLUSTER = "etcdop.io/cluster"
 LABEL_MEMBER = "etcdop.io/member"
+LABEL_CLUSTER_UID = "etcdop.io/cluster-uid"
+"""On claims: the uid of the EtcdCluster that made them, so that a later cluster of the same name
+never takes an earlier one's data for its own."""
 ANN_INITIAL_STATE = "etcdop.io/initial-cluster-state"
 ANN_VERSION = "etcdop.io/version"
 MANAGED_BY = "etcdop"
+STATE_ENV = "INITIAL_CLUSTER_STATE"
+RUN_AS = 65532
+"""The uid and gid etcd runs as: the restricted Pod Security level forbids root."""
 
 JSON = dict[str, Any]
 
@@ -72,13 +79,13 @@ def owner_reference(ec: EtcdCluster) -> JSON:
     }
 
 
-def _metadata(ec: EtcdCluster, name: str, labels: dict[str, str] | None = None) -> JSON:
-    return {
-        "name": name,
-        "namespace": ec.namespace,
-        "labels": labels or common_labels(ec),
-        "ownerReferences": [owner_reference(ec)],
-    }
+def _metadata(
+    ec: EtcdCluster, name: str, labels: dict[str, str] | None = None, owned: bool = True
+) -> JSON:
+    meta: JSON = {"name": name, "namespace": ec.namespace, "labels": labels or common_labels(ec)}
+    if owned:
+        meta["ownerReferences"] = [owner_reference(ec)]
+    return meta
 
 
 def peer_service(ec: EtcdCluster) -> JSON:
@@ -136,11 +143,13 @@ def data_claim(ec: EtcdCluster, member: str) -> JSON | None:
     }
     if pvc.storage_class_name:
         spec["storageClassName"] = pvc.storage_class_name
-    labels = {**common_labels(ec), LABEL_MEMBER: member}
+    labels = {**common_labels(ec), LABEL_MEMBER: member, LABEL_CLUSTER_UID: ec.uid}
+    # Owned (and so garbage-collected with the cluster) only when the user asked for that.
+    owned = pvc.when_deleted == "Delete"
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(ec, member, labels),
+        "metadata": _metadata(ec, member, labels, owned=owned),
         "spec": spec,
     }
 
@@ -161,9 +170,9 @@ def _default_affinity(ec: EtcdCluster) -> JSON:
     }
 
 
-def etcd_args(
-    ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str
-) -> list[str]:
+def etcd_args(ec: EtcdCluster, member: str, initial_cluster: str, domain: str) -> list[str]:
+    """The initial cluster state comes from the environment (`STATE_ENV`), read at each start."""
+    quota = int(parse_quantity(ec.spec.backend_quota))
     return [
         f"--name={member}",
         f"--data-dir={DATA_DIR}/data",
@@ -172,8 +181,11 @@ def etcd_args(
         f"--listen-peer-urls=http://0.0.0.0:{PEER_PORT}",
         f"--initial-advertise-peer-urls={peer_url(ec, member, domain)}",
         f"--initial-cluster={initial_cluster}",
-        f"--initial-cluster-state={state}",
+        f"--initial-cluster-state=$({STATE_ENV})",
         f"--initial-cluster-token={ec.name}-{ec.uid}",
+        f"--quota-backend-bytes={quota}",
+        f"--auto-compaction-mode={ec.spec.auto_compaction.mode}",
+        f"--auto-compaction-retention={ec.spec.auto_compaction.retention}",
     ]
 
 
@@ -190,7 +202,25 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
         "name": ETCD_CONTAINER,
         "image": ec.spec.image_ref,
         "command": ["etcd"],
-        "args": etcd_args(ec, member, initial_cluster, state, domain),
+        "args": etcd_args(ec, member, initial_cluster, domain),
+        "env": [
+            {
+                # Read anew at every container start: the operator turns the seed's "new" into
+                # "existing" once the cluster has formed, so a seed restarted on an emptied data
+                # directory fails instead of founding a second cluster.
+                "name": STATE_ENV,
+                "valueFrom": {
+                    "fieldRef": {"fieldPath": f"metadata.annotations['{ANN_INITIAL_STATE}']"}
+                },
+            }
+        ],
+        # etcd's fatal error (the evidence that a member's data is unusable) reaches the status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "ports": [
             {"name": "client", "containerPort": CLIENT_PORT},
             {"name": "peer", "containerPort": PEER_PORT},
@@ -225,10 +255,15 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
     spec: JSON = {
         "hostname": member,
         "subdomain": peer_service_name(ec.name),
-        # The seed must never restart in place: on a lost data dir, `--initial-cluster-state=new`
-        # would found a second cluster with the same IDs. Its pod fails instead and is replaced
-        # (or, with a claim, re-created as an `existing` member).
-        "restartPolicy": "Never" if state == "new" else "Always",
+        # Every member restarts in place on its data, the seed too: see STATE_ENV.
+        "restartPolicy": "Always",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
         "volumes": [volume],

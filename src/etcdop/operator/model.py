@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Literal
 
 from etcdop.api.etcdcluster import EtcdClusterSpec
+from etcdop.api.quantity import parse_quantity
 
 InitialClusterState = Literal["new", "existing"]
 
@@ -41,11 +42,25 @@ class MemberPod:
     version: str = ""
     """etcd version the pod runs (the tag of its image)."""
     data_lost: bool = False
-    """The pod reports that the member's data directory is gone (empty after it had data)."""
+    """Positive evidence that the member's data is unusable: etcd's own fatal error (a wiped or
+    truncated log, a member removed from the cluster) in the container's last termination.
+    Restarts alone are never evidence: a pod with a restart history may be perfectly sound."""
+    last_error: str = ""
+    """What the etcd container last died of (reason, exit code, the end of its message), for
+    people: shown in conditions, never used to decide."""
+    node: str = ""
+    """The node the pod is bound to ("" before it is scheduled)."""
+    node_lost: bool = False
+    """The pod's node is NotReady, unreachable or gone: a Terminating pod there never finishes."""
 
     @property
     def running(self) -> bool:
         return self.phase is PodPhase.RUNNING and not self.deleting
+
+    @property
+    def stuck(self) -> bool:
+        """Being deleted on a lost node: it stays Terminating until the node returns."""
+        return self.deleting and self.node_lost
 
     @property
     def finished(self) -> bool:
@@ -62,6 +77,12 @@ class MemberHealth:
     is_leader: bool = False
     raft_index: int = 0
     version: str = ""
+    revision: int = 0
+    db_size: int = 0
+    """Bytes of the backend file; minus db_size_in_use, what a defragmentation gives back."""
+    db_size_in_use: int = 0
+    nospace: bool = False
+    """The NOSPACE alarm is raised: etcd refuses writes until it is disarmed."""
 
 
 UNREACHABLE = MemberHealth()
@@ -97,6 +118,8 @@ class DesiredSpec:
     size: int
     version: str
     paused: bool = False
+    quota_bytes: int = 0
+    """etcd's backend quota (--quota-backend-bytes); 0 when unknown."""
     uses_claims: bool = False
     """Member data lives on PersistentVolumeClaims (one per member, named like the member)."""
 
@@ -106,6 +129,7 @@ class DesiredSpec:
             size=spec.size,
             version=spec.version,
             paused=spec.paused,
+            quota_bytes=int(parse_quantity(spec.backend_quota)),
             uses_claims=spec.storage.uses_claims,
         )
 
@@ -126,6 +150,12 @@ class Observed:
     are all gone from one not created yet."""
     next_member_name: str = ""
     """The name the next new member gets, chosen by the shell (e.g. `<cluster>-<5 random>`)."""
+    compacted_revision: int = 0
+    """The revision the operator last compacted at (from status): compaction is done once per
+    NOSPACE alarm, not once per look."""
+    unconfirmed: str = ""
+    """Why the member list some members answered was not trusted (members is then None): fewer
+    of them agree than a quorum of the voters last recorded. Said in the Wait."""
 
     def pod(self, name: str) -> MemberPod | None:
         return next((p for p in self.pods if p.name == name), None)
@@ -146,6 +176,13 @@ class Observed:
     def formed(self) -> bool:
         """The cluster exists or existed: recorded in status, or a pod was made to join it."""
         return self.bootstrapped or any(p.initial_cluster_state == "existing" for p in self.pods)
+
+    @property
+    def all_data_lost(self) -> bool:
+        """Every member pod proves its data unusable and no claim is left without a pod: there
+        is nothing left to start a member from."""
+        names = {p.name for p in self.pods}
+        return bool(self.pods) and all(p.data_lost for p in self.pods) and not (self.claims - names)
 
     def member_version(self, m: Member) -> str:
         """The version a member runs: its pod's image tag, else what etcd reports."""

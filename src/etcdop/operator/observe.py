@@ -15,11 +15,22 @@ from urllib.parse import urlsplit
 from etcdop.etcd import Health, Status
 from etcdop.etcd import Member as EtcdMember
 from etcdop.operator import manifests
-from etcdop.operator.model import Member, MemberHealth, MemberPod, PodPhase
+from etcdop.operator.model import Member, MemberHealth, MemberPod, PodPhase, quorum
 
-CRASH_LOOPS_FOR_DATA_LOSS = 3
-"""An etcd container that failed this many times in a row is taken as a member that cannot run on
-its data (the usual cause: a data directory wiped under a member that had joined)."""
+DATA_UNUSABLE = (
+    ("is out of range [lastIndex", "its raft log is behind what the cluster committed"),
+    ("cannot fetch cluster info from peer urls", "its data directory is empty"),
+    ("permanently removed from the cluster", "it was removed from the cluster"),
+    ("failed to find database snapshot file", "its database file is missing"),
+    ("failed to recover v3 backend", "its database file is unreadable"),
+    ("crc mismatch", "its write-ahead log is corrupt"),
+)
+"""etcd's fatal errors that prove a member cannot run on its data, and what each means. Only
+these count as data loss: a restart count, a liveness kill or an OOM kill says nothing about
+the data, and taking them as loss would replace sound members one after another."""
+
+MESSAGE_TAIL = 300
+"""Characters of a termination message kept in status for people."""
 
 
 def member_name(peer_urls: Iterable[str], cluster: str) -> str:
@@ -36,6 +47,11 @@ def pod_ip(pod: Mapping[str, Any]) -> str:
     return str((pod.get("status") or {}).get("podIP") or "")
 
 
+def url_host(ip: str) -> str:
+    """An address as it stands in a URL: IPv6 in brackets."""
+    return f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
+
+
 def _etcd_container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         if cs.get("name") == manifests.ETCD_CONTAINER:
@@ -43,16 +59,52 @@ def _etcd_container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-def crash_looping(pod: Mapping[str, Any]) -> bool:
+def _last_termination(cs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The etcd container's latest termination: the current state if it is terminated now,
+    else the previous one (kept by the kubelet across one restart)."""
+    now = (cs.get("state") or {}).get("terminated")
+    return dict(now or (cs.get("lastState") or {}).get("terminated") or {})
+
+
+def data_loss_evidence(pod: Mapping[str, Any]) -> str:
+    """What in etcd's last termination proves the member's data unusable, or ""."""
     cs = _etcd_container(pod)
-    if cs.get("ready") or int(cs.get("restartCount") or 0) < CRASH_LOOPS_FOR_DATA_LOSS:
-        return False
-    waiting = (cs.get("state") or {}).get("waiting") or {}
-    last = (cs.get("lastState") or {}).get("terminated") or {}
-    return waiting.get("reason") == "CrashLoopBackOff" or int(last.get("exitCode") or 0) != 0
+    if cs.get("ready"):
+        return ""
+    message = str(_last_termination(cs).get("message") or "")
+    for needle, meaning in DATA_UNUSABLE:
+        if needle in message:
+            return f"{meaning} (etcd said: ...{needle}...)"
+    return ""
 
 
-def member_pod(pod: Mapping[str, Any]) -> MemberPod:
+def last_error(pod: Mapping[str, Any]) -> str:
+    """One line for people: how the etcd container last ended, with the end of its message."""
+    cs = _etcd_container(pod)
+    term = _last_termination(cs)
+    if not term:
+        return ""
+    reason = term.get("reason") or "Terminated"
+    message = " ".join(str(term.get("message") or "").split())[-MESSAGE_TAIL:]
+    restarts = int(cs.get("restartCount") or 0)
+    text = f"{reason}, exit code {term.get('exitCode', '?')}, {restarts} restart(s)"
+    return f"{text}: {message}" if message else text
+
+
+def node_lost(node: Mapping[str, Any] | None) -> bool:
+    """The node is gone or its Ready condition is not True (NotReady, or Unknown: unreachable)."""
+    if node is None:
+        return True
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") != "True")
+    return False
+
+
+def member_pod(
+    pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]] | None = None
+) -> MemberPod:
+    """NODES maps node names to Node objects; None when the caller does not know the nodes."""
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
     annotations = meta.get("annotations") or {}
@@ -70,19 +122,43 @@ def member_pod(pod: Mapping[str, Any]) -> MemberPod:
         deleting=bool(meta.get("deletionTimestamp")),
         initial_cluster_state="new" if state == "new" else "existing",
         version=str(annotations.get(manifests.ANN_VERSION, "")),
-        data_lost=crash_looping(pod),
+        data_lost=bool(data_loss_evidence(pod)),
+        last_error=last_error(pod),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        node_lost=_on_lost_node(pod, nodes),
     )
+
+
+def _on_lost_node(pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]] | None) -> bool:
+    node = str((pod.get("spec") or {}).get("nodeName") or "")
+    if nodes is None or not node:
+        return False  # not scheduled yet, or nothing known about nodes
+    return node_lost(nodes.get(node))
 
 
 def member_health(status: Status | None, health: Health | None) -> MemberHealth:
     if status is None:
         return MemberHealth()
+    nospace = any("NOSPACE" in e for e in status.errors)
+    others = [e for e in status.errors if "NOSPACE" not in e]
+    # A NOSPACE alarm fails etcd's health check, but the member still reads, deletes and votes:
+    # for quorum it is healthy, and the alarm is dealt with on its own (see the planner).
+    alarm_only = (
+        health is not None
+        and health.reason.startswith("active alarm:")
+        and "CORRUPT" not in health.reason
+    )
+    serving = health is not None and (health.healthy or (nospace and alarm_only))
     return MemberHealth(
         reachable=True,
-        healthy=bool(health and health.healthy) and not status.errors and status.leader_id != 0,
+        healthy=serving and not others and status.leader_id != 0,
         is_leader=status.is_leader,
         raft_index=status.raft_index,
         version=status.version,
+        revision=status.revision,
+        db_size=status.db_size,
+        db_size_in_use=status.db_size_in_use,
+        nospace=nospace,
     )
 
 
@@ -98,13 +174,17 @@ def member(m: EtcdMember, cluster: str, health: MemberHealth) -> Member:
 
 
 def agreed_membership(
-    views: Mapping[str, Sequence[EtcdMember]],
-) -> tuple[Sequence[EtcdMember] | None, frozenset[str]]:
-    """The member list a quorum of its own voters report, and the names of the pods that
-    report another one (a member that lost its data and started a cluster of its own).
+    views: Mapping[str, Sequence[EtcdMember]], known_voters: int = 0
+) -> tuple[Sequence[EtcdMember] | None, frozenset[str], str]:
+    """The member list a quorum of its own voters report, the names of the pods that report
+    another one (a member that lost its data and started a cluster of its own), and, when no
+    list is trusted, why.
 
     VIEWS maps a pod name to the member list that pod's etcd answered. Trusting a single member
-    would let such a rogue member make every other member look like an orphan.
+    would let such a rogue member make every other member look like an orphan. KNOWN_VOTERS is
+    how many voters the cluster had when last seen: a list that fewer members than a quorum of
+    those agree on is not trusted either, however small it says the cluster is (a lone seed that
+    came back empty reports a cluster of one, and agrees with itself).
     """
 
     def key(ms: Sequence[EtcdMember]) -> frozenset[tuple[int, bool]]:
@@ -112,14 +192,22 @@ def agreed_membership(
 
     counts = Counter(key(ms) for ms in views.values())
     if not counts:
-        return None, frozenset()
+        return None, frozenset(), ""
     ranked = counts.most_common()
     best, votes = ranked[0]
     voters = sum(1 for _, learner in best if not learner)
-    if (len(ranked) > 1 and ranked[1][1] == votes) or votes < voters // 2 + 1:
-        return None, frozenset()  # no view is held by a quorum: decide nothing on any of them
+    need = quorum(max(voters, known_voters))
+    if len(ranked) > 1 and ranked[1][1] == votes:
+        return None, frozenset(), "members disagree about the membership and no view leads"
+    if votes < need:
+        return (
+            None,
+            frozenset(),
+            f"{votes} member(s) report a cluster of {voters} voter(s), but {need} must agree "
+            f"(a quorum of the {max(voters, known_voters)} voters last seen)",
+        )
     chosen = next(ms for ms in views.values() if key(ms) == best)
-    return chosen, frozenset(name for name, ms in views.items() if key(ms) != best)
+    return chosen, frozenset(name for name, ms in views.items() if key(ms) != best), ""
 
 
 def initial_cluster(members: Iterable[Member], extra: str = "", extra_url: str = "") -> str:

@@ -93,6 +93,19 @@ class RemoveMember:
 class DeletePod:
     member: str
     reason: str
+    force: bool = False
+    """Delete at once (grace period 0): only for a pod whose node is lost and whose member is
+    already out of the cluster, so no process of it can still be serving."""
+
+
+@dataclass(frozen=True)
+class MarkFormed:
+    """Switch the seed pod's annotation to `existing`: a container restart reads it (through
+    the downward API) as etcd's --initial-cluster-state, so a restarted seed resumes on its data
+    or, on an empty data directory, fails instead of founding a second cluster."""
+
+    member: str
+    reason: str = "ClusterFormed"
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,28 @@ class MoveLeader:
     from_id: int
     to_id: int
     reason: str = "LeaderToBeRemoved"
+
+
+@dataclass(frozen=True)
+class Compact:
+    """Compact the history at REVISION: the first step out of a NOSPACE alarm."""
+
+    revision: int
+    reason: str = "NoSpaceCompact"
+
+
+@dataclass(frozen=True)
+class Defragment:
+    """Give the space compaction freed back to the file system, one member at a time."""
+
+    member_id: int
+    member: str
+    reason: str = "NoSpaceDefragment"
+
+
+@dataclass(frozen=True)
+class DisarmAlarm:
+    reason: str = "NoSpaceDisarm"
 
 
 @dataclass(frozen=True)
@@ -126,8 +161,12 @@ Action = (
     | PromoteLearner
     | RemoveMember
     | DeletePod
+    | MarkFormed
     | DeleteClaim
     | MoveLeader
+    | Compact
+    | Defragment
+    | DisarmAlarm
     | Wait
     | Done
 )
@@ -147,12 +186,20 @@ def describe(action: Action) -> str:
             return f"promote learner {m} ({i:x}) to a voting member"
         case RemoveMember(member=m, member_id=i, reason=r):
             return f"remove member {m or '?'} ({i:x}) from the cluster: {r}"
-        case DeletePod(member=m, reason=r):
-            return f"delete pod {m}: {r}"
+        case DeletePod(member=m, reason=r, force=f):
+            return f"{'force-' if f else ''}delete pod {m}: {r}"
+        case MarkFormed(member=m):
+            return f"mark seed {m} as a member of a formed cluster (initial-cluster-state=existing)"
         case DeleteClaim(member=m, reason=r):
             return f"delete the data claim of {m}: {r}"
         case MoveLeader(from_id=f, to_id=t):
             return f"move leadership from {f:x} to {t:x}"
+        case Compact(revision=r):
+            return f"compact the history at revision {r} (NOSPACE alarm)"
+        case Defragment(member=m, member_id=i):
+            return f"defragment member {m} ({i:x}) (NOSPACE alarm)"
+        case DisarmAlarm():
+            return "disarm the NOSPACE alarm: the database fits its quota again"
         case Wait(message=msg):
             return msg
         case Done():
@@ -166,7 +213,7 @@ def plan(o: Observed) -> Action:
     """The one next action that moves the world toward `o.spec` safely."""
     if o.spec.paused:
         return Wait("Paused", "spec.paused is true; set it to false to resume reconciling")
-    terminating = sorted(p.name for p in o.pods if p.deleting)
+    terminating = sorted(p.name for p in o.pods if p.deleting and not p.stuck)
     if terminating:
         return Wait("PodTerminating", f"waiting for pod {terminating[0]} to terminate")
     if o.members is None:
@@ -186,26 +233,38 @@ def _without_membership(o: Observed) -> Action:
         if seeds[0].finished:
             return DeletePod(seeds[0].name, "SeedFailed")
         return Wait("SeedStarting", f"waiting for the first member {seeds[0].name} to start")
+    if (not o.pods and not o.claims) or o.all_data_lost:
+        return Wait("ClusterLost", CLUSTER_LOST)
     if o.spec.uses_claims:
         for p in sorted(o.pods, key=lambda p: p.name):
-            if p.finished and p.name in o.claims:
+            if p.finished and p.name in o.claims and not p.data_lost:
                 return DeletePod(p.name, "PodFailed")  # re-created on its claim next
         names = {p.name for p in o.pods}
         for c in sorted(o.claims - names):
             return CreatePod(c, "existing", reason="PodMissing")
-    if not o.pods:
+    if o.unconfirmed:
         return Wait(
-            "ClusterLost",
-            "every member and its data is gone; restore from a backup (EtcdRestore) or delete "
-            "and re-create this EtcdCluster",
+            "MembershipUnconfirmed",
+            f"{o.unconfirmed}; no member is added, removed or deleted until they do",
         )
     return Wait("EtcdUnreachable", "no etcd member answers; waiting for the member pods")
+
+
+CLUSTER_LOST = (
+    "every member's data is gone; restore from a backup (EtcdRestore) or delete and re-create "
+    "this EtcdCluster"
+)
 
 
 def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
     by_name = {m.name: m for m in members if m.name}
     pods = {p.name: p for p in o.pods}
     ordered = sorted(members, key=lambda m: (m.name, m.id))
+
+    # The seed of a formed cluster must never found another one on an emptied data dir.
+    for p in sorted(o.pods, key=lambda p: p.name):
+        if p.initial_cluster_state == "new" and p.name in by_name and not p.deleting:
+            return MarkFormed(p.name)
 
     # Restore members that need no membership change: no quorum needed for these.
     for m in ordered:
@@ -233,10 +292,14 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
     if leader is None:
         return Wait("NoLeader", "waiting for the members to elect a leader")
 
+    space = _recover_space(o, leader)
+    if space is not None:
+        return space
+
     # Clean what is not a member. The member list came with a quorum, so it is current.
     for p in sorted(o.pods, key=lambda p: p.name):
-        if p.name not in by_name:
-            return DeletePod(p.name, "NotAMember")
+        if p.name not in by_name and not (p.deleting and not p.stuck):
+            return DeletePod(p.name, "NotAMember", force=p.stuck)
     for c in sorted(o.claims):
         if c not in by_name and c not in pods:
             return DeleteClaim(c)
@@ -258,6 +321,11 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
             return Wait("PodStarting", f"waiting for the pod of learner {learner.name} to run")
         if not caught_up(learner, leader):
             return Wait("LearnerCatchingUp", f"learner {learner.name} is catching up")
+        # A promotion raises the quorum: only with every voter healthy, but for voters that
+        # are gone for good (removed right after, as no voter leaves while a learner waits).
+        sick = unhealthy_member(o, tuple(v for v in voters if v.id not in lost))
+        if sick is not None:
+            return sick
         return PromoteLearner(learner.id, learner.name)
 
     # Voters whose data is gone are removed (and replaced by the scale-up below).
@@ -291,11 +359,47 @@ def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
         if o.spec.uses_claims:
             return None if m.name in o.claims else "DataGone"
         return "PodGone"
+    if m.healthy:
+        return None  # whatever its pod says, etcd answers for this member
     if pod.data_lost:
         return "DataLost"
-    if pod.finished and not o.spec.uses_claims:
+    if o.spec.uses_claims:
+        return None  # its data outlives the pod: restarted on its claim, never given up on a guess
+    if pod.finished:
         return "PodFailed"
+    if pod.stuck:
+        return "NodeLost"
     return None
+
+
+FRAGMENTED = 0.2
+"""A member whose backend file is this much larger than its data is defragmented."""
+NOSPACE_HEADROOM = 0.9
+"""The alarm is disarmed only when the data takes at most this share of the quota."""
+
+
+def _recover_space(o: Observed, leader: Member) -> Action | None:
+    """Out of a NOSPACE alarm: compact once, defragment each member (the leader last), and
+    disarm when the data fits; None when there is no alarm."""
+    members = o.members or ()
+    if not any(m.health.nospace for m in members):
+        return None
+    if o.compacted_revision < leader.health.revision:
+        return Compact(leader.health.revision)
+    reachable = [m for m in members if m.health.reachable]
+    for m in sorted(reachable, key=lambda m: (m.is_leader, m.name, m.id)):
+        h = m.health
+        if h.db_size > 0 and h.db_size - h.db_size_in_use > FRAGMENTED * h.db_size:
+            return Defragment(m.id, m.name)
+    in_use = max((m.health.db_size_in_use for m in reachable), default=0)
+    if o.spec.quota_bytes and in_use > NOSPACE_HEADROOM * o.spec.quota_bytes:
+        return Wait(
+            "NoSpace",
+            f"the data takes {in_use} bytes of the {o.spec.quota_bytes}-byte quota even after "
+            "compaction and defragmentation; raise spec.backendQuota or delete keys. etcd "
+            "refuses writes until then",
+        )
+    return DisarmAlarm()
 
 
 def _want_more_voters(o: Observed) -> bool:
@@ -327,12 +431,34 @@ def _add_blocker(
     """Why a member cannot be added now (the previous change has not settled), or None."""
     for m in sorted(o.members or (), key=lambda m: m.name):
         pod = pods.get(m.name)
+        if pod is not None and pod.stuck:
+            continue  # not starting: it is lost with its node (said below)
         if pod is None or not pod.running or not m.started:
             return Wait("PodStarting", f"waiting for member {m.name} to start")
-    hint = "check its logs" if o.spec.uses_claims else "delete its pod to have it replaced"
+    return unhealthy_member(o, voters)
+
+
+def unhealthy_member(o: Observed, voters: tuple[Member, ...]) -> Wait | None:
+    """A Wait naming the first unhealthy voter and what a person can do about it, or None."""
     for v in sorted(voters, key=lambda m: m.name):
-        if not v.healthy:
-            return Wait("MemberUnhealthy", f"member {v.name} is unhealthy; {hint}")
+        if v.healthy:
+            continue
+        pod = o.pod(v.name)
+        if pod is not None and pod.stuck:
+            return Wait(
+                "NodeLost",
+                f"member {v.name} is stuck Terminating on node {pod.node or '?'}, which is not "
+                f"Ready; its data is on claim {v.name}. Bring the node back, or, if it is gone "
+                f"for good, delete the Node object (kubectl delete node {pod.node or '<node>'}) "
+                "so the pod is re-created on its claim elsewhere",
+            )
+        seen = f" (last exit: {pod.last_error})" if pod is not None and pod.last_error else ""
+        hint = (
+            "it restarts in place on its claim; check its logs"
+            if o.spec.uses_claims
+            else "delete its pod to have it replaced"
+        )
+        return Wait("MemberUnhealthy", f"member {v.name} is unhealthy{seen}; {hint}")
     return None
 
 
