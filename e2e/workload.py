@@ -398,23 +398,28 @@ class QuorumMonitor:
     def _next_membership(self, t: float) -> Membership | None:
         return next((v for v in self.watch.history if v.t > t), None)
 
-    def judged(self) -> tuple[list[Round], list[Round]]:
-        """(samples without a healthy quorum, samples saved only by the next member list)."""
-        lost: list[Round] = []
-        edges: list[Round] = []
+    def margins(self) -> list[tuple[Round, int, bool]]:
+        """(sample, healthy voters above quorum, judged on the next member list) per finished
+        sample: against the list known at the sample time, or, when that leaves it below
+        quorum and the next list read differs, against that next list if it does better."""
+        out: list[tuple[Round, int, bool]] = []
         for rnd in self.rounds:
             if len(rnd.probes) < len(rnd.voters):
                 continue  # still running when stopped
-            if rnd.healthy(rnd.voters) >= quorum(len(rnd.voters)):
-                continue
+            margin = rnd.healthy(rnd.voters) - quorum(len(rnd.voters))
             after = self._next_membership(rnd.t)
-            if after is not None and after.voters != rnd.voters:
-                now_voters = after.voters
-                if rnd.healthy(now_voters & rnd.voters) >= quorum(len(now_voters)):
-                    edges.append(rnd)
+            if margin < 0 and after is not None and after.voters != rnd.voters:
+                then = rnd.healthy(after.voters & rnd.voters) - quorum(len(after.voters))
+                if then >= 0:
+                    out.append((rnd, then, True))
                     continue
-            lost.append(rnd)
-        return lost, edges
+            out.append((rnd, margin, False))
+        return out
+
+    def judged(self) -> tuple[list[Round], list[Round]]:
+        """(samples without a healthy quorum, samples saved only by the next member list)."""
+        margins = self.margins()
+        return [r for r, m, _ in margins if m < 0], [r for r, _, edge in margins if edge]
 
     def quorum_losses(self) -> list[LossWindow]:
         lost, _ = self.judged()
@@ -460,11 +465,7 @@ class QuorumMonitor:
 
     def min_margin(self) -> int | None:
         """Fewest healthy voters above quorum at any sample time (negative: quorum lost)."""
-        margins = [
-            rnd.healthy(rnd.voters) - quorum(len(rnd.voters))
-            for rnd in self.rounds if len(rnd.probes) == len(rnd.voters)
-        ]
-        return min(margins, default=None)
+        return min((m for _, m, _ in self.margins()), default=None)
 
     def report(self) -> str:
         """The figures the scenarios assert (see `diagnostics` for the others)."""
