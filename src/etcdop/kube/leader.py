@@ -6,6 +6,12 @@ leaseDurationSeconds of *our* clock since we first saw it, never by comparing th
 renewTime with our wall clock: clocks of two machines may disagree, durations measured locally
 do not. Every write carries the resourceVersion it was based on, so of two candidates racing for
 a free lease one wins and the other gets a 409.
+
+Our own hold is measured from the moment a successful renewal was *sent*: a candidate cannot have
+seen that write before we sent it, so it cannot take over before send time + leaseDuration of its
+clock. We step down once send time + renewDeadline passes without a newer renewal, checked
+before every sleep, and cancel the work run under the lease at that moment: the gap
+leaseDuration - renewDeadline is what the work has to stop in.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ async def _first(*aws: Awaitable[object]) -> None:
 class LeaderElector:
     """Campaigns for the Lease NAMESPACE/NAME as IDENTITY (unique per process: a pod name plus a
     random suffix). ``is_leader`` is set while we hold it; ON_STARTED/ON_STOPPED are called as
-    that changes. A leader that cannot renew for RENEW_DEADLINE seconds steps down, which is
-    before LEASE_DURATION lets another replica take over."""
+    that changes. A leader whose renewals fail for RENEW_DEADLINE seconds from the last good one's
+    send time steps down, which is before LEASE_DURATION lets another replica take over."""
 
     def __init__(
         self,
@@ -79,6 +85,8 @@ class LeaderElector:
         self._lease: Obj | None = None
         self._observed_rv: str | None = None
         self._observed_at = 0.0
+        self._renewed_at = 0.0  # loop time the last successful acquire or renewal was sent
+        self._work: asyncio.Task[None] | None = None  # what ``lead`` runs; cancelled on loss
 
     def __str__(self) -> str:
         return f"lease {self.namespace}/{self.name} ({self.identity})"
@@ -102,28 +110,55 @@ class LeaderElector:
 
     async def lead(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Campaign, and run WORK (the controllers) only while leading: it is cancelled the
-        moment leadership is lost, and started afresh when it is won again. Returns (or
-        raises) when WORK does by itself; cancelling this releases the lease."""
+        moment leadership is lost (in the same step that clears ``is_leader``), and started
+        afresh when it is won again. Returns (or raises) when WORK does by itself; cancelling
+        this releases the lease."""
         election = asyncio.create_task(self.run(), name=f"election {self}")
         try:
             while True:
                 await _first(self.is_leader.wait(), election)
                 if election.done():
                     election.result()
+                if not self.is_leader.is_set():
+                    continue  # lost again before the work could start
                 worker = asyncio.create_task(work(), name=f"leading {self}")
+                self._work = worker
                 try:
                     await _first(self._follower.wait(), election, worker)
                 finally:
+                    self._work = None
                     worker.cancel()
-                    await asyncio.wait([worker])
-                if not worker.cancelled():
-                    worker.result()  # WORK ended by itself, or failed: so do we
-                    return
-                log.warning("%s: stopped the work of the leader", self)
+                    await self._wait_stopped(worker)
+                if worker.cancelled() or not self.is_leader.is_set() or election.done():
+                    self._log_stopped(worker)
+                    continue
+                worker.result()  # WORK ended by itself, or failed, while leading: so do we
+                return
         finally:
             election.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await election
+
+    async def _wait_stopped(self, worker: asyncio.Task[None]) -> None:
+        """Wait for the cancelled WORKER; complain if it outlives the lease, which another
+        replica may then hold while this one still acts."""
+        grace = self.lease_duration - self.renew_deadline
+        await asyncio.wait([worker], timeout=grace)
+        if not worker.done():
+            log.error(
+                "%s: the work has not stopped %.1fs after leadership was lost; another replica "
+                "may be acting too: make it honour cancellation",
+                self,
+                grace,
+                extra={"lease": f"{self.namespace}/{self.name}", "grace": grace},
+            )
+            await asyncio.wait([worker])
+
+    def _log_stopped(self, worker: asyncio.Task[None]) -> None:
+        error = None if worker.cancelled() else worker.exception()
+        if error is not None:
+            log.warning("%s: the work failed while stopping: %r", self, error)
+        log.warning("%s: stopped the work of the leader", self)
 
     async def release(self) -> None:
         """Hand the lease back: an empty holder that any candidate may take at once."""
@@ -155,6 +190,8 @@ class LeaderElector:
         else:
             self.is_leader.clear()
             self._follower.set()
+            if self._work is not None:
+                self._work.cancel()  # now, not when the lead task next runs
             log.warning("%s: lost leadership", self)
         if callback is not None:
             try:
@@ -173,27 +210,42 @@ class LeaderElector:
             await asyncio.sleep(self.retry_period * (1 + 0.2 * random.random()))
 
     async def _renew_until_lost(self) -> None:
+        """Renew every retry_period until the lease is taken, or until renew_deadline has
+        passed since the last successful renewal was sent: the deadline is checked before each
+        attempt and no sleep or attempt runs past it."""
         loop = asyncio.get_running_loop()
-        last_renew = loop.time()
         while True:
-            await asyncio.sleep(self.retry_period)
-            left = last_renew + self.renew_deadline - loop.time()
+            deadline = self._renewed_at + self.renew_deadline
+            pause = min(self.retry_period, deadline - loop.time())
+            if pause > 0:
+                await asyncio.sleep(pause)
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning(
+                    "%s: not renewed within the renew deadline (%.1fs); stepping down",
+                    self,
+                    self.renew_deadline,
+                    extra={"lease": f"{self.namespace}/{self.name}"},
+                )
+                return
             try:
-                async with asyncio.timeout(max(left, 0.01)):
-                    renewed = await self.try_acquire_or_renew()
+                async with asyncio.timeout(left):
+                    if not await self.try_acquire_or_renew():
+                        return  # someone else holds it now
             except (KubeError, TimeoutError) as e:
                 log.warning("%s: renewal failed: %s", self, e)
-            else:
-                if not renewed:
-                    return  # someone else holds it now
-                last_renew = loop.time()
-                continue
-            if loop.time() - last_renew >= self.renew_deadline:
-                return
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: take the lease if it is free, expired or already ours; False if another
-        holder is live (or won the race for it)."""
+        holder is live (or won the race for it). On success our hold counts from the time
+        this round started, before any request of it was sent."""
+        sent = asyncio.get_running_loop().time()
+        held = await self._try_acquire_or_renew()
+        if held:
+            self._renewed_at = sent
+        return held
+
+    async def _try_acquire_or_renew(self) -> bool:
         now = micro_time()
         if self._lease is not None and self.is_leader.is_set():
             try:  # the common case: renew from what we wrote last, one request
