@@ -12,7 +12,7 @@ import builtins
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -354,10 +354,12 @@ class KubeClient:
         timeout_seconds: int,
         idle_timeout: float,
         label_selector: str | None = None,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncGenerator[Obj, None]:
         """The raw watch events after RESOURCE_VERSION, bookmarks included, until the server ends
         the stream. Raises GoneError when that version is too old, and IdleTimeout when nothing
-        arrived for IDLE_TIMEOUT seconds (a half-open connection looks exactly like that)."""
+        arrived for IDLE_TIMEOUT seconds (a half-open connection looks exactly like that).
+        ON_OPEN is called once the server accepted the watch, which may be long before an event."""
         params = {
             "watch": "true",
             "resourceVersion": resource_version,
@@ -382,6 +384,8 @@ class KubeClient:
                 if response.is_error:
                     await response.aread()
                     raise api_error(_status_of(response), response.status_code, what)
+                if on_open is not None:
+                    on_open()
                 lines = response.aiter_lines()
                 while True:
                     try:

@@ -5,6 +5,11 @@ instead of relisting; it relists only on 410 Gone, and then tells handlers about
 that vanished meanwhile. Each watch asks the server to end it after a jittered timeoutSeconds;
 as the server sends a bookmark every minute (measured on 1.36), a stream silent for longer than
 IDLE_TIMEOUT is taken for half-open and replaced.
+
+``synced`` means the first LIST is in the store *and* the server accepted a watch from it: a
+cache listed but refused its watch (RBAC granting list without watch) would never change again.
+``wait_for_sync`` bounds the wait, so that a leader whose informers are refused does not hold the
+lease reconciling nothing: it raises an error naming the resource, the verb and what to grant.
 """
 
 from __future__ import annotations
@@ -13,17 +18,46 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from etcdop.kube.backoff import Backoff
-from etcdop.kube.client import GoneError, IdleTimeout, KubeClient, KubeError, Obj, Resource
+from etcdop.kube.client import (
+    ApiError,
+    GoneError,
+    IdleTimeout,
+    KubeClient,
+    KubeError,
+    Obj,
+    Resource,
+)
 from etcdop.kube.store import Change, Store
 
 log = logging.getLogger("etcdop.kube.informer")
 
 Handler = Callable[[Change], None]
 Transform = Callable[[Obj], Obj]
+Verb = Literal["list", "watch"]
+
+_USER = re.compile(r'User "([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The informer's last failed request, kept until that verb next succeeds."""
+
+    verb: Verb
+    error: Exception
+
+
+class CacheSyncError(KubeError):
+    """Informers not synced in time; the message says, for each, what failed and what to do."""
+
+    def __init__(self, informers: list[str], message: str) -> None:
+        self.informers = informers
+        super().__init__(message)
 
 
 def drop_managed_fields(obj: Obj) -> Obj:
@@ -73,15 +107,51 @@ class Informer:
         self.synced = asyncio.Event()
         self.relists = 0  # LISTs done (the first one included)
         self.watches = 0  # watch streams opened
+        self.failure: Failure | None = None
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self._rand = rand or random.Random()
         self._rv = ""
         self._handlers: list[Handler] = []
 
     def __str__(self) -> str:
-        where = f" in {self.namespace}" if self.namespace else ""
         sel = f" ({self.label_selector})" if self.label_selector else ""
-        return f"informer {self.res}{where}{sel}"
+        return f"informer for {self.res.plural} ({self.res.api_version}) {self.scope}{sel}"
+
+    @property
+    def scope(self) -> str:
+        if not self.res.namespaced:
+            return "cluster-wide"
+        return f"in namespace {self.namespace}" if self.namespace else "in all namespaces"
+
+    def sync_error(self, timeout: float) -> str:
+        """Why this informer is not synced after TIMEOUT seconds, and what to do about it."""
+        failure = self.failure
+        if failure is None:
+            step = "no watch accepted after its list" if self.relists else "no list answered"
+            return f"{self}: not synced after {timeout:g}s ({step}); is the API server reachable?"
+        err = failure.error
+        if isinstance(err, ApiError) and err.code == 403:
+            found = _USER.search(err.message)
+            user = found.group(1) if found else "this identity"
+            return (
+                f"{self}: {failure.verb} refused ({err.code} {err.reason}) for {user}; "
+                f"grant list,watch on {self._rbac_target()}"
+            )
+        if isinstance(err, ApiError) and err.code == 404:
+            return (
+                f"{self}: {failure.verb} failed (404 {err.reason}); the server does not serve "
+                f"{self.res.plural} of {self.res.api_version}: install its CRD"
+            )
+        return f"{self}: not synced after {timeout:g}s; the last {failure.verb} failed: {err}"
+
+    def _rbac_target(self) -> str:
+        group = f'API group "{self.res.group}"' if self.res.group else 'the core API group ""'
+        where = (
+            f"in namespace {self.namespace} (a Role)"
+            if self.res.namespaced and self.namespace
+            else "cluster-wide (a ClusterRole)"
+        )
+        return f"{self.res.plural} of {group} {where}"
 
     @property
     def resource_version(self) -> str:
@@ -100,13 +170,15 @@ class Informer:
     async def run(self) -> None:
         """List, then watch, forever (until cancelled), recovering from every failure.
 
-        ``synced`` is set once this run's first LIST is in the store; run again after a stop, the
-        informer keeps its store and tells handlers what changed meanwhile."""
+        ``synced`` is set once this run's first LIST is in the store and a watch from it was
+        accepted; run again after a stop, the informer keeps its store and tells handlers what
+        changed meanwhile."""
         self.synced.clear()
         while True:
             try:
                 await self._relist()
             except (KubeError, ValueError, KeyError) as e:
+                self.failure = Failure("list", e)
                 delay = self._backoff.next()
                 log.warning("%s: list failed, retrying in %.1fs: %s", self, delay, e)
                 await asyncio.sleep(delay)
@@ -126,11 +198,11 @@ class Informer:
             items = [self.transform(o) for o in items]
         changes = self.store.replace(items)
         self._rv = listing.resource_version
+        self.failure = None
         log.debug(
             "%s: listed %d objects at %s, %d changes", self, len(self.store), self._rv, len(changes)
         )
         self._emit(changes)
-        self.synced.set()
 
     async def _watch_until_gone(self) -> None:
         """Watch stream after watch stream from the last version seen, until 410 Gone."""
@@ -150,6 +222,7 @@ class Informer:
                 log.info("%s: %s; resuming from %s", self, e, self._rv)
                 continue
             except (KubeError, ValueError, KeyError) as e:
+                self.failure = Failure("watch", e)
                 delay = self._backoff.next()
                 log.warning(
                     "%s: watch failed, resuming from %s in %.1fs: %s", self, self._rv, delay, e
@@ -175,6 +248,7 @@ class Informer:
             timeout_seconds=timeout_seconds,
             idle_timeout=min(self.idle_timeout, timeout_seconds + 30.0),
             label_selector=self.label_selector,
+            on_open=self._watch_opened,
         )
         async with contextlib.aclosing(stream) as events:
             async for event in events:
@@ -191,6 +265,10 @@ class Informer:
                     self._rv = str(rv)
         return delivered
 
+    def _watch_opened(self) -> None:
+        self.failure = None
+        self.synced.set()
+
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
             for handler in self._handlers:
@@ -200,6 +278,25 @@ class Informer:
                     log.exception(
                         "%s: handler %r failed on %s %s", self, handler, change.type, change.key
                     )
+
+
+async def wait_for_sync(informers: Iterable[Informer], within: float) -> None:
+    """Wait until every informer is synced. After WITHIN seconds raise CacheSyncError naming
+    each one that is not, and why: a leader must not hold the lease reconciling nothing."""
+    pending = list(informers)
+    try:
+        async with asyncio.timeout(within):
+            for informer in pending:
+                await informer.synced.wait()
+    except TimeoutError:
+        laggards = [i for i in pending if not i.synced.is_set()]
+        reasons = [i.sync_error(within) for i in laggards]
+        log.error(
+            "caches not synced after %gs",
+            within,
+            extra={"informers": [str(i) for i in laggards], "reasons": reasons},
+        )
+        raise CacheSyncError([str(i) for i in laggards], "; ".join(reasons)) from None
 
 
 # -- handlers that map a change to the work-queue key of the object to reconcile ----------------

@@ -20,7 +20,7 @@ from etcdop import logs
 from etcdop.api import GROUP, KIND
 from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, KubeClient, key_of
 from etcdop.kube.events import EventRecorder
-from etcdop.kube.informer import Handler, Informer, enqueue_by_label
+from etcdop.kube.informer import CacheSyncError, Handler, Informer, enqueue_by_label, wait_for_sync
 from etcdop.kube.leader import LeaderElector
 from etcdop.kube.store import Change
 from etcdop.kube.workqueue import WorkQueue, run_workers
@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="leader-election identity (default: hostname plus a random suffix)",
     )
     p.add_argument("--workers", type=int, default=4, help="concurrent reconciles (default 4)")
+    p.add_argument(
+        "--cache-sync-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a new leader waits for its caches (list and watch) before giving up: it "
+        "then hands the lease back and exits 1, naming what RBAC refused (default 60)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,
@@ -136,16 +143,18 @@ async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> 
             metrics.QUEUE_DEPTH.labels(queue.name).set(queue.depth)
             await asyncio.sleep(2)
 
-    async with asyncio.TaskGroup() as tasks:
-        for inf in informers.values():
-            tasks.create_task(inf.run(), name=f"informer-{inf}")
-        for inf in informers.values():
-            await inf.synced.wait()
-        log.info("caches synced; reconciling", extra={"workers": args.workers})
-        tasks.create_task(report_depth())
-        tasks.create_task(
-            run_workers(queue, args.workers, reconciler.reconcile, _observe_reconcile)
-        )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            for inf in informers.values():
+                tasks.create_task(inf.run(), name=f"informer-{inf}")
+            await wait_for_sync(informers.values(), args.cache_sync_timeout)
+            log.info("caches synced; reconciling", extra={"workers": args.workers})
+            tasks.create_task(report_depth())
+            tasks.create_task(
+                run_workers(queue, args.workers, reconciler.reconcile, _observe_reconcile)
+            )
+    except* CacheSyncError as group:  # the TaskGroup wraps it; it is the one error to report
+        raise group.exceptions[0] from None
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -178,6 +187,9 @@ async def run(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         log.info("stopped; the lease was handed back")
         return 0
+    except CacheSyncError as e:  # no use leading with caches RBAC refuses: say what to grant
+        log.error("%s; exiting, the lease was handed back", e, extra={"informers": e.informers})
+        return 1
     except Exception:
         log.exception("the reconcile loop failed; exiting so that another replica takes over")
         return 1
