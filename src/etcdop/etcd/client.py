@@ -310,6 +310,24 @@ class EtcdClient:
         )
         return bytes(resp.kvs[0].value) if resp.kvs else None
 
+    async def count_keys(self, endpoint: str, revision: int = 0) -> tuple[int, int]:
+        """(store revision, number of live keys at REVISION or now) read serializably from
+        ENDPOINT alone, so a backup can say what its member's snapshot holds."""
+        resp = await self._on(
+            endpoint,
+            "count keys",
+            lambda c: c.kv.get(
+                b"\0",
+                b"\0",
+                serializable=True,
+                revision=revision,
+                count_only=True,
+                timeout=self._timeout,
+                max_attempts=_ONCE,
+            ),
+        )
+        return int(resp.header.revision), int(resp.count)
+
     # internals ----------------------------------------------------------------------------------
 
     def _conn(self, endpoint: str) -> _Conn:
