@@ -17,7 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     from etcdop.operator.main import add_arguments
 
     add_arguments(op)
-    sub.add_parser("agent", help="run the sidecar agent beside an etcd member")
+    agent = sub.add_parser("agent", help="run the sidecar agent beside an etcd member")
+    from etcdop.agent.main import add_arguments as add_agent_arguments
+
+    add_agent_arguments(agent)
     return parser
 
 
@@ -31,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from etcdop.operator.main import main as operator_main
 
         return operator_main(args)
+    if args.command == "agent":
+        from etcdop.agent.main import main as agent_main
+
+        return agent_main(args)
     print(f"etcdop {args.command}: not implemented yet", file=sys.stderr)
     return 1
 
