@@ -18,11 +18,11 @@ from prometheus_client import start_http_server
 
 from etcdop import logs
 from etcdop.api import GROUP, KIND
-from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, KubeClient, key_of
+from etcdop.kube.client import NODES, PDBS, PODS, PVCS, SERVICES, KubeClient, key_of
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.informer import CacheSyncError, Handler, Informer, enqueue_by_label, wait_for_sync
 from etcdop.kube.leader import LeaderElector
-from etcdop.kube.store import Change
+from etcdop.kube.store import Change, Store
 from etcdop.kube.workqueue import WorkQueue, run_workers
 from etcdop.operator import manifests, metrics
 from etcdop.operator.cluster import ETCDCLUSTERS, Caches, ClusterReconciler
@@ -94,6 +94,21 @@ def enqueue_unless_status_only(add: Callable[[str], None]) -> Handler:
     return handler
 
 
+def enqueue_clusters_on_node(pods: Store, add: Callable[[str], None]) -> Handler:
+    """A node that changes (goes NotReady, comes back, is deleted) wakes every cluster with a
+    member pod on it: a member there may be lost, or back."""
+
+    def handler(change: Change) -> None:
+        node = (change.obj.get("metadata") or {}).get("name")
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            cluster = (meta.get("labels") or {}).get(manifests.LABEL_CLUSTER)
+            if cluster and (pod.get("spec") or {}).get("nodeName") == node:
+                add(f"{meta.get('namespace')}/{cluster}")
+
+    return handler
+
+
 def _record_members(ec: Any, o: Observed) -> None:
     counts = dict.fromkeys(metrics.MEMBER_STATES, 0)
     for m in o.members or ():
@@ -124,9 +139,11 @@ async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> 
         "services": Informer(client, SERVICES, namespace=args.namespace, label_selector=MANAGED),
         "pdbs": Informer(client, PDBS, namespace=args.namespace, label_selector=MANAGED),
     }
+    informers["nodes"] = Informer(client, NODES)
     informers["clusters"].add_handler(enqueue_unless_status_only(queue.add))
     for name in ("pods", "claims", "services", "pdbs"):
         informers[name].add_handler(enqueue_by_label(queue.add, manifests.LABEL_CLUSTER))
+    informers["nodes"].add_handler(enqueue_clusters_on_node(informers["pods"].store, queue.add))
     caches = Caches(**{name: inf.store for name, inf in informers.items()})
     recorder = EventRecorder(client, f"{GROUP}/operator", identity)
     reconciler = ClusterReconciler(
