@@ -479,6 +479,19 @@ class QuorumMonitor:
             f"reads failed; {len(self.watch.leader_changes())} leader changes"
         )
 
+    def largest_gap(self) -> str:
+        """Where the largest gap between two probes of one voter was (which step starved)."""
+        worst = (0.0, 0.0, "")
+        last: dict[str, float] = {}
+        for rnd in self.rounds:
+            for v, p in rnd.probes.items():
+                if v in last and p.start - last[v] > worst[0]:
+                    worst = (p.start - last[v], last[v], v)
+                last[v] = p.start
+            last = {v: t for v, t in last.items() if v in rnd.voters}
+        gap, at, voter = worst
+        return f"{gap * 1000:.0f} ms for {voter} at t={at:.3f} [{self.label_at(at)}]"
+
     def diagnostics(self) -> str:
         """Figures no scenario asserts, for failure messages only."""
         _, edges = self.judged()
@@ -487,7 +500,8 @@ class QuorumMonitor:
         return (
             f"{len(self.rounds)} sample times over {self.stopped - self.started:.1f}s, "
             f"{probes} probes ({failed} unhealthy); {len(edges)} samples judged on the next "
-            f"member list; {len(self.watch.history)} member lists; steps {self.marks}"
+            f"member list; {len(self.watch.history)} member lists; largest gap "
+            f"{self.largest_gap()}; steps {self.marks}"
         )
 
 
