@@ -1,5 +1,6 @@
 """A 3-member etcd 3.6 cluster written as plain Pods plus a headless Service (no operator) forms
-on the local node, is healthy by DNS name from the host, and survives one member being cut off.
+on the local node, is healthy by DNS name from the host, and survives one member being cut off;
+a member whose data is wiped crash-loops with etcd's fatal error in its termination message.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from e2e.localcluster.node import dns, faults
 from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.node.kubeapi import Kube
 from e2e.localcluster.node.testing import (
+    container_status,
     create,
     delete_namespace,
     eventually,
     new_namespace,
     pod,
+    wait_pod,
     wait_ready,
 )
 
@@ -31,6 +34,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.node]
 ETCD_VERSION = "v3.6.16"
 IMAGE = f"gcr.io/etcd-development/etcd:{ETCD_VERSION}"
 MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
+STATE_ANNOTATION = "etcdop.io/initial-cluster-state"
 
 
 @dataclass
@@ -67,7 +71,8 @@ def member_pod(ns: str, member: str) -> dict[str, Any]:
     fqdn = f"{member}.etcd.{ns}.svc.cluster.local"
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": member, "namespace": ns, "labels": {"app": "etcd"}},
+        "metadata": {"name": member, "namespace": ns, "labels": {"app": "etcd"},
+                     "annotations": {STATE_ANNOTATION: "new"}},
         "spec": {
             "hostname": member, "subdomain": "etcd",
             "terminationGracePeriodSeconds": 5,
@@ -81,13 +86,17 @@ def member_pod(ns: str, member: str) -> dict[str, Any]:
                     f"--advertise-client-urls=http://{fqdn}:2379",
                     f"--initial-advertise-peer-urls=http://{fqdn}:2380",
                     f"--initial-cluster={peers}", f"--initial-cluster-token={ns}",
-                    "--initial-cluster-state=new", "--unsafe-no-fsync",
+                    "--initial-cluster-state=$(STATE)", "--unsafe-no-fsync",
                 ],
+                # read at each start: the way an operator turns a member into a joining one
+                "env": [{"name": "STATE", "valueFrom": {"fieldRef": {
+                    "fieldPath": f"metadata.annotations['{STATE_ANNOTATION}']"}}}],
                 "ports": [{"name": "client", "containerPort": 2379},
                           {"name": "peer", "containerPort": 2380}],
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "client"},
                                    "periodSeconds": 2, "failureThreshold": 2},
                 "volumeMounts": [{"name": "data", "mountPath": "/var/lib/etcd"}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             }],
             "volumes": [{"name": "data", "emptyDir": {}}],
         },
@@ -153,3 +162,45 @@ async def test_cut_off_member_is_unhealthy_then_recovers_after_heal(etcd_pods: E
 
     await eventually(recovered, 60, "all 3 members healthy after heal")
     await wait_ready(etcd_pods.kube, etcd_pods.ns, "etcd-1", 60)
+
+
+async def test_wiped_member_crash_loops_with_its_fatal_error_in_last_state(
+        etcd_pods: EtcdPods) -> None:
+    """What the operator reads as evidence of data loss (FallbackToLogsOnError). Destructive:
+    keep it last in this module."""
+    for m in MEMBERS:
+        await wait_ready(etcd_pods.kube, etcd_pods.ns, m, 120)
+    for i in range(20):
+        code, out = await etcd_pods.etcdctl("put", f"k{i}", "v")
+        assert code == 0, out
+    # A follower: the leader still holds its old match index and sends it as the commit index
+    # (a new leader would probe it from scratch and the wiped member would simply catch up).
+    code, out = await etcd_pods.etcdctl("endpoint", "status", "--cluster", "-w", "json")
+    assert code == 0, out
+    statuses = json.loads(out[out.find("["):out.rindex("]") + 1])
+    follower = next(e["Endpoint"] for e in statuses
+                    if e["Status"]["header"]["member_id"] != e["Status"]["leader"])
+    name = next(m for m in MEMBERS if etcd_pods.client_url(m) == follower)
+    victim = await pod(etcd_pods.kube, etcd_pods.ns, name)
+    assert victim is not None
+    uid = victim["metadata"]["uid"]
+    # Restarted as "new" on an empty dir it would stop at "member ... has already been
+    # bootstrapped"; as a joining member it gets the leader's commit index and panics.
+    await etcd_pods.kube.merge_patch(
+        f"/api/v1/namespaces/{etcd_pods.ns}/pods/{name}",
+        {"metadata": {"annotations": {STATE_ANNOTATION: "existing"}}})
+    faults.wipe_volume(uid, "/var/lib/etcd")
+    faults.kill_container(uid, "etcd")
+
+    def fatal_in_last_state(p: dict[str, Any]) -> bool:
+        cs = container_status(p, "etcd")
+        last = cs["lastState"].get("terminated") or {}
+        return "tocommit(" in (last.get("message") or "")
+
+    p = await wait_pod(etcd_pods.kube, etcd_pods.ns, name, fatal_in_last_state, 120,
+                       "lastState.terminated.message with etcd's tocommit panic")
+    cs = container_status(p, "etcd")
+    last = cs["lastState"]["terminated"]
+    print(f"{name} restartCount={cs['restartCount']} lastState={last}")
+    assert last["exitCode"] != 0 and len(last["message"].encode()) <= 2048
+    assert "is out of range [lastIndex(" in last["message"]

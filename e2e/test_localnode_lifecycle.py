@@ -10,12 +10,14 @@ from typing import Any
 import kr8s.asyncio
 import pytest
 
+from e2e.localcluster.node import kubelet
 from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.node.kubeapi import Kube
 from e2e.localcluster.node.testing import (
     container_status,
     create,
     delete_namespace,
+    eventually,
     new_namespace,
     wait_pod,
 )
@@ -155,3 +157,84 @@ async def test_crashing_container_goes_into_crash_loop_backoff(kube: Kube, ns: s
     assert cs["restartCount"] >= 1
     assert cs["lastState"]["terminated"]["exitCode"] == 3
     assert p["status"]["phase"] == "Running"
+
+
+async def test_fallback_to_logs_on_error_puts_the_log_tail_in_the_message(
+        kube: Kube, ns: str, web_image: str) -> None:
+    """The operator reads etcd's fatal error (data loss) from lastState.terminated.message."""
+    fatal = "panic: tocommit(12) is out of range [lastIndex(0)]"
+    script = f'for i in $(seq 1 100); do echo "line $i"; done; echo "{fatal}"; exit 2'
+    await create(kube, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loud", "namespace": ns},
+        "spec": {"containers": [{"name": "c", "image": web_image,
+                                 "command": ["/bin/sh", "-c", script],
+                                 "terminationMessagePolicy": "FallbackToLogsOnError"}]},
+    })
+
+    def backing_off(p: dict[str, Any]) -> bool:
+        cs = container_status(p, "c")
+        return bool(cs["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff")
+
+    p = await wait_pod(kube, ns, "loud", backing_off, 60, "CrashLoopBackOff")
+    cs = container_status(p, "c")
+    # the first restart is immediate, the second waits: as the kubelet, restartCount counts the
+    # containers created after the first, so it is 1 while the second dead one waits
+    assert cs["restartCount"] == 1
+    last = cs["lastState"]["terminated"]
+    assert last["exitCode"] == 2 and last["reason"] == "Error"
+    message = last["message"]
+    assert message.endswith(fatal + "\n")
+    lines = message.splitlines()
+    assert len(lines) == 80 and lines[0] == "line 22"  # the last 80 lines
+    assert len(message.encode()) <= 2048
+
+
+async def test_termination_message_file_is_the_message(kube: Kube, ns: str,
+                                                       web_image: str) -> None:
+    await create(kube, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bye", "namespace": ns},
+        "spec": {"restartPolicy": "Never", "containers": [
+            {"name": "default-path", "image": web_image,
+             "command": ["/bin/sh", "-c", "printf 'custom bye' > /dev/termination-log; exit 1"]},
+            {"name": "own-path", "image": web_image,
+             "terminationMessagePath": "/var/run/last-words",
+             "terminationMessagePolicy": "FallbackToLogsOnError",
+             "command": ["/bin/sh", "-c", "echo noise; printf 'my words' > /var/run/last-words;"
+                         " exit 3"]},
+            {"name": "silent", "image": web_image, "command": ["/bin/sh", "-c", "echo x; exit 4"]},
+        ]},
+    })
+    p = await wait_pod(kube, ns, "bye", phase_is("Failed"), 60, "Failed")
+    messages = {c: container_status(p, c)["state"]["terminated"].get("message")
+                for c in ("default-path", "own-path", "silent")}
+    assert messages == {"default-path": "custom bye", "own-path": "my words", "silent": None}
+
+
+async def test_env_from_an_annotation_is_read_again_at_each_start(
+        kube: Kube, ns: str, web_image: str, local_node: LocalNode) -> None:
+    """The kubelet builds a container's env from the pod as it is when it creates the container:
+    the operator changes a member's start mode by patching an annotation."""
+    await create(kube, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "moody", "namespace": ns, "annotations": {"x": "one"}},
+        "spec": {"containers": [{
+            "name": "c", "image": web_image,
+            "command": ["/bin/sh", "-c", "echo state=$(STATE) $STATE; exit 1"],
+            "env": [{"name": "STATE", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.annotations['x']"}}}],
+        }]},
+    })
+
+    def crashed(p: dict[str, Any]) -> bool:
+        return bool(container_status(p, "c")["lastState"].get("terminated"))
+
+    await wait_pod(kube, ns, "moody", crashed, 60, "crashed once")
+    first_run = kubelet.pod_dirs(local_node.state_dir, ns, "moody")[0] / "containers/c/0.log"
+    assert first_run.read_text() == "state=one one\n"
+    await kube.merge_patch(f"/api/v1/namespaces/{ns}/pods/moody",
+                           {"metadata": {"annotations": {"x": "two"}}})
+
+    async def sees_two() -> bool:
+        return local_node.pod_logs(ns, "moody", "c") == "state=two two\n"
+
+    await eventually(sees_two, 90, "a run that sees the patched annotation")

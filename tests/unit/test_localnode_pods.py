@@ -97,7 +97,10 @@ def test_crash_looping_container_keeps_pod_running_with_reason_and_last_state() 
     rec = PodRecord(uid="u", restart_policy="Always", main=[c], pod_ip="10.213.0.7")
     c.running("local://1")
     c.terminated(-9)
-    c.restart()
+    c.next_attempt()  # the first restart is immediate
+    c.running("local://2")
+    c.terminated(-9)
+    c.retire()  # the second waits: restartCount stays the dead run's attempt, as the kubelet's
     c.waiting("CrashLoopBackOff", "back-off 10s")
     status = pod_status(rec, {})
     assert status["phase"] == "Running"

@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from e2e.localcluster.node import pods as podlib
@@ -42,6 +43,9 @@ class ContainerRunner:
         self.failures = 0  # consecutive, for the backoff
         self._kill_reason = ""
         self.task: asyncio.Task[None] | None = None
+        self.ran = False  # a container of this name was created before (restartCount grows)
+        self.skip = False  # resumed after a node restart with a run that is over for good
+        self.log_path: Path | None = None
 
     @property
     def name(self) -> str:
@@ -50,8 +54,13 @@ class ContainerRunner:
     def _dir(self) -> Path:
         return self.worker.dir / "containers" / self.name
 
-    async def _prepare(self) -> Any:
-        """Everything needed to start a process: image, argv, env, mounts -> a ContainerSpec."""
+    def _termination_log(self) -> Path:
+        return self._dir() / "termination-log"
+
+    async def _prepare(self, attempt: int) -> Any:
+        """Everything needed to start a process: image, argv, env, mounts -> a ContainerSpec.
+        The env is resolved from the pod as it is now (annotations patched since the last
+        run included), as the kubelet does for every container it creates."""
         from e2e.localcluster.node import proc
 
         w = self.worker
@@ -72,6 +81,12 @@ class ContainerRunner:
         ]
         d = self._dir()
         d.mkdir(parents=True, exist_ok=True)
+        target = self.spec.get("terminationMessagePath") or "/dev/termination-log"
+        if all(PurePosixPath(m.target) != PurePosixPath(target) for m in mounts):
+            # an empty file per run, mounted where the container may write its last words
+            self._termination_log().write_bytes(b"")
+            mounts.append(proc.Mount(source=str(self._termination_log()), target=target))
+        self.log_path = d / f"{attempt}.log"
         fields = {f.name for f in dataclasses.fields(proc.ContainerSpec)}
         kw: dict[str, Any] = {
             "argv": argv,
@@ -81,7 +96,7 @@ class ContainerRunner:
             "hostname": w.hostname,
             "mounts": mounts,
             "workdir": self.spec.get("workingDir"),
-            "log_path": str(d / f"{self.rec.restart_count}.log"),
+            "log_path": str(self.log_path),
             "name": self.name,
             "namespace": w.ns,
             "subdomain": w.pod["spec"].get("subdomain") or "",
@@ -89,35 +104,43 @@ class ContainerRunner:
         }
         return proc.ContainerSpec(**{k: v for k, v in kw.items() if k in fields})
 
-    async def _start(self) -> bool:
-        """Start one run; False (with the waiting/terminated reason recorded) when it cannot."""
+    async def _start(self) -> str:
+        """Start one run: "started"; "waiting" when no container could be created (reason
+        recorded, no attempt used); "failed" when it was created but could not start."""
         from e2e.localcluster.node import proc
 
+        attempt = self.rec.restart_count + (1 if self.ran else 0)
         try:
-            spec = await self._prepare()
+            spec = await self._prepare(attempt)
         except ImageNotFound as e:
             reason = "ErrImagePull" if self.failures == 0 else "ImagePullBackOff"
+            self.rec.retire()
             self.rec.waiting(reason, str(e))
-            return False
+            return "waiting"
         except EnvError as e:
+            self.rec.retire()
             self.rec.waiting("CreateContainerConfigError", str(e))
-            return False
+            return "waiting"
         except (VolumeNotReady, ValueError) as e:
+            self.rec.retire()
             self.rec.waiting("CreateContainerError", str(e))
-            return False
+            return "waiting"
+        if self.ran:
+            self.rec.next_attempt()
+        self.ran = True
         try:
             self.running = await proc.start_container(spec)
         except Exception as e:  # the sandbox reports any start failure as an exception
             log.warning("pod %s container %s failed to start: %s", self.worker.key, self.name, e)
             self.rec.running("")
             self.rec.terminated(128, "StartError", str(e))
-            return False
+            return "failed"
         self.exit_task = asyncio.ensure_future(self.running.wait())
         cid = f"local://{self.worker.uid[:8]}-{self.name}-{self.rec.restart_count}"
         self.rec.running(cid)
         (self._dir() / "pid").write_text(str(self.running.pid))
         self.worker.write_info()
-        return True
+        return "started"
 
     async def _probe_loop(self) -> None:
         """Startup first; then readiness and liveness side by side. Sets _kill_reason and kills
@@ -205,19 +228,30 @@ class ContainerRunner:
                     result: tuple[int, str] = await proc.exec_in_container(running, argv, limit)
                     return result
 
-                ok, msg = await check(Probe(handler=hook, timeout=seconds), self.spec,
-                                      self.worker.network.ip, exec_fn)
+                ok, msg = await check(
+                    Probe(handler=hook, timeout=seconds), self.spec, self.worker.network.ip, exec_fn
+                )
                 if not ok:
-                    log.info("pod %s container %s: preStop hook failed: %s", self.worker.key,
-                             self.name, msg)
+                    log.info(
+                        "pod %s container %s: preStop hook failed: %s",
+                        self.worker.key,
+                        self.name,
+                        msg,
+                    )
         except TimeoutError:
-            log.info("pod %s container %s: preStop hook ran out of the grace period",
-                     self.worker.key, self.name)
+            log.info(
+                "pod %s container %s: preStop hook ran out of the grace period",
+                self.worker.key,
+                self.name,
+            )
 
     async def terminate(self, grace: float, hooks: bool = True) -> None:
         """preStop hook, SIGTERM, the rest of GRACE seconds, then SIGKILL to the whole tree."""
         running, exit_task = self.running, self.exit_task
         if running is None or exit_task is None:
+            return
+        if grace <= 0 and not hooks:  # its node died: no SIGTERM, no grace
+            await kill_tree(running)
             return
         deadline = time.monotonic() + grace
         if hooks:
@@ -236,11 +270,25 @@ class ContainerRunner:
             )
         await kill_tree(running)
 
+    def _message(self, code: int) -> str:
+        """terminated.message: the termination-log file, or the log tail on error
+        (FallbackToLogsOnError), else why we killed it (a failed probe)."""
+        policy = self.spec.get("terminationMessagePolicy") or "File"
+        try:
+            written = self._termination_log().read_bytes()
+        except OSError:
+            written = b""
+        log_data = b""
+        if self.log_path is not None and policy == "FallbackToLogsOnError" and code != 0:
+            log_data = read_tail(self.log_path, 64 * 1024)
+        return podlib.termination_message(written, policy, code, log_data) or self._kill_reason
+
     async def run_once(self) -> int | None:
-        """One run of the container; its exit code, or None when it could not start."""
-        if not await self._start():
+        """One run of the container; its exit code, or None when no container could be made."""
+        outcome = await self._start()
+        if outcome != "started":
             self.worker.mark_dirty()
-            return None
+            return None if outcome == "waiting" else 128
         self.worker.mark_dirty()
         self._kill_reason = ""
         running, exit_task = self.running, self.exit_task
@@ -258,7 +306,7 @@ class ContainerRunner:
             await kill_tree(running)  # nothing of a run outlives it
         self.running = None
         self.started.clear()
-        self.rec.terminated(code, None, self._kill_reason)
+        self.rec.terminated(code, None, await asyncio.to_thread(self._message, code))
         if time.monotonic() - t0 >= podlib.BACKOFF_RESET_AFTER:
             self.failures = 0
         log.info("pod %s container %s exited with %s", self.worker.key, self.name, code)
@@ -269,6 +317,8 @@ class ContainerRunner:
         """Run until the restart policy says stop (or the pod stops us)."""
         policy = self.worker.pod["spec"].get("restartPolicy", "Always")
         try:
+            if self.skip:
+                return
             while not self.stopping:
                 code = await self.run_once()
                 if self.stopping:
@@ -284,8 +334,8 @@ class ContainerRunner:
                     # could not start: waiting reason already set; retry with the same backoff
                     delay = max(delay, RETRY_START)
                 else:
-                    self.rec.restart()
                     if delay > 0:
+                        self.rec.retire()
                         self.rec.waiting(
                             "CrashLoopBackOff",
                             f"back-off {delay:.0f}s restarting failed container="
@@ -296,6 +346,17 @@ class ContainerRunner:
         finally:
             self.finished.set()
             self.worker.mark_dirty()
+
+
+def read_tail(path: Path, size: int) -> bytes:
+    """The last SIZE bytes of PATH (empty when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read()
+    except OSError:
+        return b""
 
 
 async def kill_tree(running: Any) -> None:

@@ -171,6 +171,32 @@ def referenced_names(containers: list[Mapping[str, Any]]) -> tuple[set[str], set
 # -- container records -----------------------------------------------------------------------
 
 
+LOST_EXIT_CODE = 137  # what a container killed with its node reports: 128 + SIGKILL
+
+# The kubelet's FallbackToLogsOnError: the tail of the log, at most 80 lines and 2048 bytes.
+MESSAGE_LOG_LINES = 80
+MESSAGE_LOG_BYTES = 2048
+MESSAGE_FILE_BYTES = 4096  # the kubelet reads at most this much of terminationMessagePath
+
+
+def log_tail(data: bytes, lines: int = MESSAGE_LOG_LINES, limit: int = MESSAGE_LOG_BYTES) -> str:
+    """The last LINES lines of DATA, then its last LIMIT bytes (the kubelet's circular buffer)."""
+    kept = data.splitlines(keepends=True)[-lines:]
+    return b"".join(kept)[-limit:].decode(errors="replace")
+
+
+def termination_message(file_data: bytes, policy: str, exit_code: int, log: bytes) -> str:
+    """status.containerStatuses[].state.terminated.message as the kubelet fills it: the
+    terminationMessagePath file when the container wrote one, else (FallbackToLogsOnError and
+    a failed run) the tail of its log."""
+    text = file_data[:MESSAGE_FILE_BYTES].decode(errors="replace")
+    if text:
+        return text
+    if policy == "FallbackToLogsOnError" and exit_code != 0:
+        return log_tail(log)
+    return ""
+
+
 @dataclass
 class ContainerRecord:
     """The agent's memory of one container, from which its containerStatus is written."""
@@ -228,11 +254,45 @@ class ContainerRecord:
             d["containerID"] = self.container_id
         return d
 
-    def restart(self) -> None:
-        """Remember this run as lastState before the next one."""
+    def retire(self) -> None:
+        """The terminated run becomes lastState (shown while the next one waits or runs)."""
         if self.state == "terminated":
             self.last_terminated = self.terminated_dict()
+
+    def next_attempt(self) -> None:
+        """A new run replaces a dead one: restartCount is the kubelet's attempt number, so it
+        grows when the next container is created, not while it waits in CrashLoopBackOff."""
+        self.retire()
         self.restart_count += 1
+
+    def resume(self, previous: Mapping[str, Any] | None) -> bool:
+        """Take over this container's history from the status a previous life of the node wrote
+        (the kubelet reads it back from the runtime after a reboot). A run the status still shows
+        as running died with the node: it is recorded terminated with 137 (SIGKILL), reason
+        Error, since no process survives a node restart. Returns whether it had ever run."""
+        if not previous:
+            return False
+        state = previous.get("state") or {}
+        self.restart_count = int(previous.get("restartCount", 0) or 0)
+        self.last_terminated = (previous.get("lastState") or {}).get("terminated")
+        self.container_id = str(previous.get("containerID", "") or "")
+        if state.get("running") is not None:
+            self.started_at = str(state["running"].get("startedAt") or "")
+            self.terminated(LOST_EXIT_CODE, "Error")
+            return True
+        if state.get("terminated") is not None:
+            t = state["terminated"]
+            code = int(t.get("exitCode", 0))
+            self.state = "terminated"
+            self.exit_code = -int(t["signal"]) if t.get("signal") else code
+            self.reason = str(t.get("reason") or ("Completed" if code == 0 else "Error"))
+            self.message = str(t.get("message") or "")
+            self.started_at = str(t.get("startedAt") or "")
+            self.finished_at = str(t.get("finishedAt") or now_iso())
+            self.container_id = str(t.get("containerID") or self.container_id)
+            self.ready = self.started = False
+            return True
+        return bool(self.last_terminated) or self.restart_count > 0 or bool(self.container_id)
 
     def status(self) -> dict[str, Any]:
         state: dict[str, Any]
