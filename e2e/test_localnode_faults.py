@@ -82,8 +82,8 @@ async def test_node_that_stops_heartbeating_becomes_not_ready(
         async def not_ready() -> bool:
             return await ready_status() in ("False", "Unknown")
 
-        # the node-lifecycle controller's grace period is 50 s by default
-        await eventually(not_ready, 150, f"node {node} NotReady", every=2)
+        # the local control plane's node-monitor-grace-period is 20 s (50 s by default)
+        await eventually(not_ready, 60, f"node {node} NotReady", every=1)
     finally:
         local_node.resume_heartbeat(node)
 

@@ -1,4 +1,8 @@
-"""`python -m e2e.localcluster up|down|status|env|bin NAME`: the local cluster for people."""
+"""`python -m e2e.localcluster up|down|status|env|bin NAME|node ...`: the local cluster for people.
+
+`node stop NAME` / `node start NAME` power one Node off and on (faults.stop_node/start_node);
+`node restart-all` reboots every Node at once while the control plane keeps running.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything `up` started and remove pod namespaces")
     sub.add_parser("status", help="say which parts are running")
     sub.add_parser("env", help="print export lines for KUBECONFIG and PATH")
+    n = sub.add_parser("node", help="node faults: stop NAME, start NAME, restart-all")
+    n.add_argument("action", choices=["stop", "start", "restart-all"])
+    n.add_argument("name", nargs="?", default=None, help="the Node, e.g. local-1")
     b = sub.add_parser("bin", help="print the path of one cached binary")
     b.add_argument("name")
     b.add_argument("--version", default=None, help="etcd line, e.g. v3.5.35")
@@ -38,6 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "down":
         cluster.down()
         print("# local cluster stopped", file=sys.stderr)
+    elif args.cmd == "node":
+        from e2e.localcluster.node import faults
+
+        if args.action == "restart-all":
+            faults.restart_all_nodes(cluster.state_dir)
+            print("# every node restarted", file=sys.stderr)
+        elif not args.name:
+            parser.error(f"node {args.action} needs the Node's name")
+        elif args.action == "stop":
+            faults.stop_node(args.name)
+            print(f"# node {args.name} stopped", file=sys.stderr)
+        else:
+            faults.start_node(args.name)
+            print(f"# node {args.name} started", file=sys.stderr)
     elif args.cmd == "env":
         print("\n".join(cluster.env_lines()))
     elif args.cmd == "status":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 from e2e.localcluster.binaries import bin_dir
@@ -54,13 +53,14 @@ class LocalCluster:
                     "it to finish, or run `python -m e2e.localcluster down` for the cluster that "
                     "started it"
                 ) from None
-            self.procs.start(NODE_AGENT, [
-                sys.executable, "-m", "e2e.localcluster.node",
-                "--kubeconfig", str(self.control_plane.kubeconfig),
-                "--state-dir", str(self.state_dir / "node"),
-                "--nodes", str(self.nodes),
-            ], cwd=Path(__file__).resolve().parents[2], pass_fds=(lock,))
+            from e2e.localcluster.node import agent
+
+            argv = agent.agent_argv(self.control_plane.kubeconfig, self.state_dir / "node",
+                                    self.nodes)
+            agent.start(self.procs, argv, pass_fds=(lock,))
             os.close(lock)
+            # Nodes of an earlier `up` may still look Ready: wait for this agent itself first.
+            agent.wait_ready(self.procs, self.state_dir / "node", 120)
             self._wait_nodes_ready()
 
     def _wait_nodes_ready(self, timeout: float = 90) -> None:

@@ -164,6 +164,10 @@ class ControlPlane:
             f"--root-ca-file={ca}",
             "--use-service-account-credentials=true",
             "--controllers=*",
+            # A silent Node is NotReady/Unknown after 20 s (default 50 s), checked every 2 s: node
+            # loss tests wait less. The node agent renews its Lease every 5 s (node/nodes.py).
+            "--node-monitor-grace-period=20s",
+            "--node-monitor-period=2s",
             "--bind-address=127.0.0.1", f"--secure-port={self.ports.controller_manager}",
             f"--cert-dir={self.state_dir / 'kcm-certs'}",
             "--v=1",

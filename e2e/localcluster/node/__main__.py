@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ import kr8s.asyncio
 import yaml
 
 from e2e.localcluster import config
+from e2e.localcluster.node import agent, faults
 from e2e.localcluster.node.images import ImageMap
 from e2e.localcluster.node.kubeapi import Kube, cancel_and_wait
 from e2e.localcluster.node.kubelet import Kubelet, NodeContext, parse_api_port
@@ -52,6 +54,9 @@ async def run(args: argparse.Namespace) -> int:
     api_port = args.api_port or parse_api_port(kubeconfig_server(kubeconfig))
 
     await asyncio.to_thread(netns.ensure_bridge)
+    # A (re)start is a boot: whatever an agent that died uncleanly left running in pod
+    # namespaces goes; pods are started again from their objects, their volumes kept.
+    await asyncio.to_thread(netns.reset_pods)
     dns: Any = None
     if not args.no_dns:
         from e2e.localcluster.node import dns as dnsmod
@@ -73,9 +78,22 @@ async def run(args: argparse.Namespace) -> int:
     capacity = Capacity.of_host()
     kubelet = Kubelet(ctx, names)
     provisioner = Provisioner(kube, state_dir / "volumes" / "pv")
-    tasks = [asyncio.create_task(NodeAgent(kube, n, capacity).run()) for n in names]
+    agents = [NodeAgent(kube, n, capacity) for n in names]
+    tasks = [asyncio.create_task(a.run()) for a in agents]
     tasks.append(asyncio.create_task(provisioner.run()))
     tasks.append(asyncio.create_task(kubelet.run()))
+
+    async def announce_ready() -> None:
+        """agent-ready holds our pid once Nodes are registered and pods listed: restarts and
+        fixtures wait on it (the Nodes of the previous agent may still look Ready)."""
+        up = [a.registered.wait() for a in agents if not faults.heartbeat_stopped(a.name)]
+        await asyncio.gather(*up, kubelet.booted.wait())
+        ready = agent.ready_file(state_dir)
+        ready.with_suffix(".tmp").write_text(str(os.getpid()))
+        ready.with_suffix(".tmp").replace(ready)
+        log.info("node agent ready")
+
+    announcer = asyncio.create_task(announce_ready())
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,7 +114,8 @@ async def run(args: argparse.Namespace) -> int:
             log.error("node agent part failed: %r", t.exception())
             code = 1
     log.info("node agent stopping: stopping pods")
-    await cancel_and_wait([*tasks, done_task])
+    await cancel_and_wait([*tasks, done_task, announcer])
+    agent.ready_file(state_dir).unlink(missing_ok=True)
     await kubelet.shutdown()
     if dns is not None:
         with contextlib.suppress(Exception):

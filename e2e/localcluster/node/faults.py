@@ -1,8 +1,9 @@
-"""Faults for reliability tests: kill a container, wipe a volume, cut a pod off, silence a Node.
+"""Faults for reliability tests: kill a container, wipe a volume, cut a pod off, silence a Node,
+stop a whole Node (and start it again), restart every Node at once.
 
 Each works from any process on the machine (a test, or the agent itself): containers and volumes
-are found through the sandbox's records under its state root, and the heartbeat switch is a flag
-file there that the kubelet reads before each Lease renewal (`heartbeat_stopped`).
+are found through the sandbox's records under its state root, and the node switches are flag
+files there that the agent polls (`heartbeat_stopped`, `node_stopped`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -105,3 +109,83 @@ def resume_node_heartbeat(node: str) -> None:
 def heartbeat_stopped(node: str) -> bool:
     """For the kubelet: skip this heartbeat of NODE when true."""
     return _heartbeat_flag(node).exists()
+
+
+# -- a whole node down --------------------------------------------------------------------------
+# The flag holds a token; the agent answers in "<node>.off" with the same token once the node's
+# pods are dead, and removes that file once the node is back: so stop/start can wait for it.
+
+
+def _node_flag(node: str) -> Path:
+    return netns.settings().root / "faults" / "node-stopped" / node
+
+
+def _node_ack(node: str) -> Path:
+    return _node_flag(node).with_name(f"{node}.off")
+
+
+def node_stopped(node: str) -> bool:
+    """For the agent: NODE is powered off (no heartbeat, no pods run)."""
+    return _node_flag(node).exists()
+
+
+def acknowledge_node_stopped(node: str) -> None:
+    """For the agent: every process of NODE's pods is dead."""
+    try:
+        token = _node_flag(node).read_text()
+        if _node_ack(node).exists() and _node_ack(node).read_text() == token:
+            return
+    except FileNotFoundError:
+        return
+    _node_ack(node).write_text(token)
+
+
+def acknowledge_node_started(node: str) -> None:
+    """For the agent: NODE acts on its pods again."""
+    _node_ack(node).unlink(missing_ok=True)
+
+
+def _wait(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise FaultError(f"the node agent did not {what} within {within:.0f}s (is it running?)")
+        time.sleep(0.1)
+
+
+def stop_node(node: str, within: float = 60.0) -> None:
+    """Power NODE off, as a machine that dies: its Lease and status stop (the node lifecycle
+    controller marks it NotReady/Unknown after its grace period), its pods' processes are
+    SIGKILLed (no preStop, no grace) and their networks go, and nothing acts on its pods until
+    `start_node`: pod statuses stay as they were, and a pod deleted meanwhile stays Terminating.
+    Volumes (emptyDir included) stay. Returns once every process of its pods is dead."""
+    flag = _node_flag(node)
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    _node_ack(node).unlink(missing_ok=True)
+    flag.write_text(token)
+
+    def acked() -> bool:
+        try:
+            return _node_ack(node).read_text() == token
+        except FileNotFoundError:
+            return False
+
+    _wait(acked, within, f"stop node {node}")
+
+
+def start_node(node: str, within: float = 60.0) -> None:
+    """Power NODE on again: it boots like a rebooted machine (restartPolicy Never pods whose
+    containers ran are not run again; others start over with restartCount + 1; pods deleted
+    meanwhile finish their deletion). Returns once the agent acts on its pods again; the Node
+    is Ready again with its next heartbeat."""
+    _node_flag(node).unlink(missing_ok=True)
+    _wait(lambda: not _node_ack(node).exists(), within, f"start node {node}")
+
+
+def restart_all_nodes(cluster_state_dir: Path, within: float = 120.0) -> None:
+    """Restart every node at once (see `agent.restart_all_nodes`): the control plane keeps
+    running; every pod process dies and the agent boots again with the same command line."""
+    from e2e.localcluster.node import agent
+
+    agent.restart_all_nodes(Path(cluster_state_dir), within)

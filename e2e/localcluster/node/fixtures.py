@@ -24,10 +24,10 @@ import pytest
 from e2e.localcluster.cluster import NODE_AGENT
 from e2e.localcluster.controlplane import ControlPlane
 from e2e.localcluster.fixtures import reuse_requested
-from e2e.localcluster.node import faults, images, kubelet, nodes
+from e2e.localcluster.node import agent, faults, images, kubelet, nodes
 from e2e.localcluster.procs import Procs
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = agent.REPO
 
 
 @dataclass
@@ -76,6 +76,33 @@ class LocalNode:
     def agent_log(self, lines: int = 60) -> str:
         return self.procs.tail(NODE_AGENT, lines)
 
+    def stop_node(self, node: str) -> None:
+        """NODE dies (see faults.stop_node); blocking: call it with asyncio.to_thread."""
+        faults.stop_node(node)
+
+    def start_node(self, node: str) -> None:
+        faults.start_node(node)
+
+    @property
+    def cluster_state_dir(self) -> Path:
+        return self.state_dir.parent
+
+    def restart_all_nodes(self, within: float = 120.0) -> None:
+        """Every node reboots at once (see agent.restart_all_nodes); blocking: call it with
+        asyncio.to_thread. Returns once the new agent is up."""
+        agent.restart_all_nodes(self.cluster_state_dir, within)
+
+    def restart_agent(self, within: float = 120.0) -> None:
+        """What `make cluster-down && make cluster-up` do to the node agent: SIGTERM it (it
+        stops its pods), sweep the pod networks, start it again with the same command line."""
+        from e2e.localcluster.node import netns
+
+        argv = agent.running_argv(self.procs)
+        self.procs.stop(NODE_AGENT, grace=30)
+        netns.teardown_all()
+        agent.start(self.procs, argv)
+        agent.wait_ready(self.procs, self.state_dir, within)
+
 
 async def wait_nodes_ready(
     api: kr8s.asyncio.Api, names: list[str], within: float, agent_alive: Any
@@ -122,22 +149,11 @@ async def local_node(
         yield handle
         return
     lock_fd = await machine_lock(1800)
-    procs.start(
-        NODE_AGENT,
-        [
-            sys.executable,
-            "-m",
-            "e2e.localcluster.node",
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-            "--state-dir",
-            str(state_dir),
-            "--nodes",
-            str(len(handle.node_names)),
-        ],
-        cwd=REPO,
+    agent.start(
+        procs, agent.agent_argv(control_plane.kubeconfig, state_dir, len(handle.node_names))
     )
     try:
+        await asyncio.to_thread(agent.wait_ready, procs, state_dir, 90)
         await wait_nodes_ready(kube_api, handle.node_names, 90, lambda: procs.alive(NODE_AGENT))
     except BaseException as e:
         tail = procs.tail(NODE_AGENT, 60)
@@ -154,7 +170,7 @@ async def local_node(
         os.close(lock_fd)
 
 
-MACHINE_LOCK = Path("/run/etcdop/local-node.lock")
+MACHINE_LOCK = agent.MACHINE_LOCK
 
 
 async def machine_lock(within: float) -> int:

@@ -142,7 +142,11 @@ async def list_watch(
                     timeoutSeconds=str(random.randint(240, 360)),
                 )
                 async with kube.api.call_api(
-                    "GET", version=where["version"], url=where["url"], params=wp, stream=True,
+                    "GET",
+                    version=where["version"],
+                    url=where["url"],
+                    params=wp,
+                    stream=True,
                     timeout=None,
                 ) as r:
                     lines = r.aiter_lines()

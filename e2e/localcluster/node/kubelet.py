@@ -1,6 +1,12 @@
 """The kubelet part of the local node: one worker per pod bound to our Nodes runs its containers
 as local processes (through the sandbox's netns/proc modules), probes them, restarts them per
-policy and reports the pod's status; deletion is graceful and ends with the final delete."""
+policy and reports the pod's status; deletion is graceful and ends with the final delete.
+
+A node restart (the agent stopped and started, or one Node stopped and started with
+`faults.stop_node`/`start_node`) is a reboot: no process survives it, but pod objects and their
+volumes do. A worker that finds a pod with history in its status resumes it as the kubelet does:
+restartPolicy Never pods whose containers ran are not run again (a run that died with the node is
+reported terminated, exit code 137, reason Error), others start over with restartCount + 1."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from typing import Any
 import kr8s
 
 from e2e.localcluster import config
+from e2e.localcluster.node import faults
 from e2e.localcluster.node import pods as podlib
 from e2e.localcluster.node.containers import ContainerRunner
 from e2e.localcluster.node.images import ImageMap
@@ -82,6 +89,7 @@ class PodWorker:
         self.key = f"{self.ns}/{self.name}"
         self.dir = ctx.state_dir / "pods" / pod_dir_name(self.ns, self.name, self.uid)
         spec = pod["spec"]
+        self.node: str = spec.get("nodeName", "")
         self.hostname: str = spec.get("hostname") or self.name
         self.rec = PodRecord(uid=self.uid, restart_policy=spec.get("restartPolicy", "Always"))
         self.runners: dict[str, ContainerRunner] = {}
@@ -95,12 +103,31 @@ class PodWorker:
             self._add(c, kind, self.rec.init, previous.get(c["name"]))
         for c in spec.get("containers", []):
             self._add(c, "main", self.rec.main, previous.get(c["name"]))
+        # After a node restart the kubelet does not run a restartPolicy Never pod again once any
+        # of its containers ran: whatever did not finish is reported lost, and the pod is done.
+        self.done_at_boot = self.rec.restart_policy == "Never" and any(
+            r.ran for r in self.runners.values()
+        )
+        for r in self.runners.values():
+            rec = r.rec
+            if self.done_at_boot or (
+                self.rec.restart_policy == "OnFailure"
+                and rec.kind == "main"
+                and rec.state == "terminated"
+                and rec.exit_code == 0
+            ):
+                if rec.state != "terminated":
+                    rec.terminated(podlib.LOST_EXIT_CODE, "Error")
+                rec.wants_restart = False
+                rec.completed = rec.kind == "init" and rec.exit_code == 0
+                r.skip = True
         self.network: Any = None
         self.vols: PodVolumes | None = None
         self._dirty = asyncio.Event()
         self._stop = asyncio.Event()  # deletion requested or the agent is shutting down
         self.removed = False  # the pod object is gone from the API (no final delete needed)
         self.shutdown_only = False  # the agent stops: kill, clean, but leave the pod object
+        self.dead = False  # its Node was stopped: killed at once, nothing written, volumes kept
         self.done = asyncio.Event()
         self.task = asyncio.create_task(self.run(), name=f"pod {self.key}")
 
@@ -112,13 +139,13 @@ class PodWorker:
         previous: Mapping[str, Any] | None,
     ) -> None:
         rec = ContainerRecord(name=spec["name"], image=spec.get("image", ""), kind=kind)
-        if kind == "main" and self.pod["spec"].get("initContainers"):
+        ran = rec.resume(previous)  # a pod seen before a node restart keeps its history
+        if kind == "main" and self.pod["spec"].get("initContainers") and rec.state == "waiting":
             rec.reason = "PodInitializing"
-        if previous and previous.get("state", {}).get("running") is not None:
-            # the agent restarted under a running pod: count the lost run as a restart
-            rec.restart_count = int(previous.get("restartCount", 0)) + 1
         into.append(rec)
-        self.runners[rec.name] = ContainerRunner(self, spec, rec)
+        runner = ContainerRunner(self, spec, rec)
+        runner.ran = ran
+        self.runners[rec.name] = runner
 
     # -- events from the watch ---------------------------------------------------------------
 
@@ -136,6 +163,12 @@ class PodWorker:
         self.shutdown_only = True
         self._stop.set()
 
+    def power_off(self) -> None:
+        """Its Node died: SIGKILL everything now, write nothing, keep volumes and the pod IP."""
+        self.dead = True
+        self.shutdown_only = True
+        self._stop.set()
+
     def mark_dirty(self) -> None:
         self._dirty.set()
 
@@ -147,6 +180,8 @@ class PodWorker:
         if g is None:
             g = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
         grace = float(g)
+        if self.dead:
+            return 0.0
         if self.shutdown_only:
             grace = min(grace, 5.0)
         return grace
@@ -244,6 +279,7 @@ class PodWorker:
                 msg = f"{type(e).__name__}: {e}"
             log.info("pod %s not ready to start: %s", self.key, msg)
             for r in self.runners.values():
+                r.rec.retire()  # a run lost in a node restart stays visible as lastState
                 r.rec.waiting("ContainerCreating", msg)
             self.mark_dirty()
             await self.sleep_unless_stopping(RETRY_SETUP)
@@ -283,8 +319,8 @@ class PodWorker:
             await self._dirty.wait()
             await asyncio.sleep(STATUS_MIN_INTERVAL)
             self._dirty.clear()
-            if self.removed:
-                continue
+            if self.removed or self.shutdown_only:
+                continue  # a node going down reports nothing: the next boot does
             current = self.pod.get("status", {})
             status = podlib.pod_status(self.rec, current)
             if podlib.status_digest(status) == podlib.status_digest(current):
@@ -311,13 +347,17 @@ class PodWorker:
 
     async def run(self) -> None:
         self.rec.host_ip = config.BRIDGE_IP
-        self.rec.start_time = podlib.now_iso()
+        self.rec.start_time = self.pod.get("status", {}).get("startTime") or podlib.now_iso()
         writer = asyncio.create_task(self._status_writer())
         refresher = asyncio.create_task(self._refresher())
         lifecycle: asyncio.Task[None] | None = None
         try:
             self.mark_dirty()
-            if await self._setup():
+            if self.done_at_boot:
+                log.info(
+                    "pod %s: restartPolicy Never and its containers ran: not run again", self.key
+                )
+            elif await self._setup():
                 lifecycle = asyncio.create_task(self._lifecycle())
                 await _first(self._stop.wait(), asyncio.shield(lifecycle))
             await self._stop.wait()
@@ -354,10 +394,14 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await lifecycle
         mains = [self.runners[rec.name] for rec in self.rec.main]
-        await asyncio.gather(*(r.terminate(deadline - time.monotonic()) for r in mains))
+        hooks = not self.dead
+        await asyncio.gather(
+            *(r.terminate(deadline - time.monotonic(), hooks=hooks) for r in mains)
+        )
         for rec in reversed(self.rec.init):
             r = self.runners[rec.name]
-            await r.terminate(max(deadline - time.monotonic(), 2.0))
+            grace = 0.0 if self.dead else max(deadline - time.monotonic(), 2.0)
+            await r.terminate(grace, hooks=hooks)
         for r in self.runners.values():
             if r.task is not None:
                 with contextlib.suppress(TimeoutError):
@@ -370,9 +414,15 @@ class PodWorker:
             from e2e.localcluster.node import netns
 
             try:
-                await asyncio.to_thread(netns.delete_pod_network, self.uid)
+                await asyncio.to_thread(
+                    netns.delete_pod_network, self.uid, keep_ip=self.shutdown_only
+                )
             except Exception as e:
                 log.warning("pod %s: deleting its network failed: %s", self.key, e)
+        if self.shutdown_only:
+            # The node goes down, not the pod: its emptyDirs survive, as on a rebooted node.
+            log.info("pod %s: containers stopped (node going down), volumes kept", self.key)
+            return
         await asyncio.to_thread(VolumeManager.teardown, self.dir)
         log.info("pod %s: containers stopped and cleaned up", self.key)
 
@@ -416,17 +466,27 @@ class Kubelet:
         self.ctx = ctx
         self.nodes = set(nodes)
         self.workers: dict[str, PodWorker] = {}
+        self.pods: dict[str, Obj] = {}  # every pod bound to our Nodes, as last seen
+        self.down: set[str] = {n for n in nodes if faults.node_stopped(n)}
         self.synced = asyncio.Event()
+        self.booted = asyncio.Event()  # listed, and what pods that are gone left is removed
 
     async def on_pod(self, typ: str, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
         w = self.workers.get(uid)
+        node = pod.get("spec", {}).get("nodeName")
         if typ == "DELETED":
+            self.pods.pop(uid, None)
             if w is not None:
                 w.gone()
+            elif node in self.nodes:
+                await self._forget(pod)
             return
-        if pod.get("spec", {}).get("nodeName") not in self.nodes:
+        if node not in self.nodes:
             return
+        self.pods[uid] = pod
+        if node in self.down:
+            return  # a stopped Node acts on nothing: a deleted pod stays Terminating
         if w is not None:
             w.update(pod)
             return
@@ -454,8 +514,71 @@ class Kubelet:
 
         w.task.add_done_callback(forget)
 
+    async def _forget(self, pod: Obj) -> None:
+        """A pod gone from the API that no worker runs (it was done, or deleted while its Node
+        was down): remove its volumes and free its IP, as the kubelet's orphan cleanup does."""
+        meta = pod["metadata"]
+        d = self.ctx.state_dir / "pods" / pod_dir_name(meta["namespace"], meta["name"], meta["uid"])
+        from e2e.localcluster.node import netns
+
+        await asyncio.to_thread(VolumeManager.teardown, d)
+        await asyncio.to_thread(netns.release_ips, set(self.pods))
+
+    async def _collect_orphans(self) -> None:
+        """After a restart: volumes and IPs of pods deleted while the node agent was down."""
+        from e2e.localcluster.node import netns
+
+        root = self.ctx.state_dir / "pods"
+        dirs = await asyncio.to_thread(lambda: list(root.glob("*_*_*")) if root.is_dir() else [])
+        for d in dirs:
+            if d.name.rsplit("_", 1)[-1] not in self.pods and (d / "volumes").exists():
+                log.info("pod dir %s: its pod is gone, removing its volumes", d.name)
+                await asyncio.to_thread(VolumeManager.teardown, d)
+        await asyncio.to_thread(netns.release_ips, set(self.pods))
+
+    async def power_off(self, node: str) -> None:
+        self.down.add(node)
+        victims = [w for w in self.workers.values() if w.node == node]
+        log.warning("node %s stopped (fault): killing %d pods", node, len(victims))
+        for w in victims:
+            w.power_off()
+        await asyncio.gather(*(w.done.wait() for w in victims))
+        faults.acknowledge_node_stopped(node)
+
+    async def power_on(self, node: str) -> None:
+        log.warning("node %s started again: booting its pods", node)
+        self.down.discard(node)
+        for pod in [p for p in self.pods.values() if p["spec"].get("nodeName") == node]:
+            await self.on_pod("MODIFIED", pod)
+        faults.acknowledge_node_started(node)
+
+    async def _power_switches(self) -> None:
+        """Follow faults.stop_node/start_node (flag files, so any process can flip them)."""
+        while True:
+            for node in sorted(self.nodes):
+                stopped = faults.node_stopped(node)
+                if stopped and node not in self.down:
+                    await self.power_off(node)
+                elif stopped:
+                    faults.acknowledge_node_stopped(node)  # cheap; answers a repeated stop
+                elif node in self.down:
+                    await self.power_on(node)
+            await asyncio.sleep(0.2)
+
     async def run(self) -> None:
-        await list_watch(self.ctx.kube, "/api/v1/pods", self.on_pod, self.synced)
+        watch = asyncio.create_task(
+            list_watch(self.ctx.kube, "/api/v1/pods", self.on_pod, self.synced)
+        )
+        switches = asyncio.create_task(self._power_switches())
+        try:
+            await _first(self.synced.wait(), asyncio.shield(watch))
+            if self.synced.is_set():
+                await self._collect_orphans()
+                self.booted.set()
+            await asyncio.gather(watch, switches)
+        finally:
+            watch.cancel()
+            switches.cancel()
 
     async def shutdown(self) -> None:
         """Stop every pod's processes and clean their networks, leaving the API objects."""

@@ -256,8 +256,9 @@ def create_pod_network(uid: str, hostname: str) -> PodNetwork:
     return net
 
 
-def delete_pod_network(uid: str) -> None:
-    """Kill what still runs in the pod's netns, remove it and its veth, and free its IP."""
+def delete_pod_network(uid: str, keep_ip: bool = False) -> None:
+    """Kill what still runs in the pod's netns, remove it and its veth, and free its IP (unless
+    KEEP_IP: a pod of a stopped node still owns its address, as on a real node's pod CIDR)."""
     netns, veth = netns_name(uid), host_veth_name(uid)
     with _lock:
         kill_netns_processes(netns)
@@ -266,6 +267,8 @@ def delete_pod_network(uid: str) -> None:
         if _link_exists(veth):
             _ip("link", "del", veth, check=False)
         shutil.rmtree(pod_dir(netns), ignore_errors=True)
+    if keep_ip:
+        return
     with _ipam() as table:
         table.pop(uid, None)
 
@@ -350,6 +353,28 @@ def teardown_all() -> None:
         with contextlib.suppress(OSError):
             Path("/run/etcdop").rmdir()  # only when no other sandbox keeps state there
         _drop_netns_mount_if_unused()
+
+
+def reset_pods() -> None:
+    """At agent start: no pod process survives a node restart, so kill whatever an agent that
+    died without cleaning up left in the pod namespaces, and remove them. IP allocations and
+    fault switches stay (the agent frees the IPs of pods that are gone once it has listed them)."""
+    s = _settings
+    with _lock:
+        for netns in list_netns():
+            kill_netns_processes(netns)
+            _ip("netns", "del", netns, check=False)
+        for link in _links():
+            if link.startswith(s.prefix + "v") and len(link) == len(s.prefix) + 9:
+                _ip("link", "del", link, check=False)
+        shutil.rmtree(s.root / "pods", ignore_errors=True)
+
+
+def release_ips(keep: set[str]) -> None:
+    """Free the IPs of every pod uid not in KEEP."""
+    with _ipam() as table:
+        for uid in [u for u in table if u not in keep]:
+            table.pop(uid)
 
 
 def mount_points() -> list[str]:

@@ -25,7 +25,9 @@ from e2e.localcluster.node.pods import now_iso
 log = logging.getLogger("etcdop.localnode.nodes")
 
 LEASE_SECONDS = 40
-RENEW_EVERY = 10.0
+# The local control plane marks a Node NotReady after 20 s without a heartbeat (controlplane.py:
+# --node-monitor-grace-period=20s, not the default 50 s), so renew more often than a kubelet's 10 s.
+RENEW_EVERY = 5.0
 STATUS_EVERY = 60.0
 
 
@@ -43,9 +45,10 @@ def node_names(count: int, prefix: str = "local") -> list[str]:
 
 
 def heartbeat_stopped(node: str) -> bool:
+    """The heartbeat fault, or the whole Node stopped (faults.stop_node)."""
     from e2e.localcluster.node import faults
 
-    return faults.heartbeat_stopped(node)
+    return faults.heartbeat_stopped(node) or faults.node_stopped(node)
 
 
 # -- objects ---------------------------------------------------------------------------------
@@ -220,6 +223,11 @@ class NodeAgent:
         await self.kube.merge_patch(path, {"spec": spec})
 
     async def run(self) -> None:
+        while True:
+            if heartbeat_stopped(self.name):  # a stopped Node does not come up with the agent
+                await asyncio.sleep(1)
+                continue
+            break
         while True:
             try:
                 await self.register()

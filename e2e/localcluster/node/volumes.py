@@ -200,7 +200,8 @@ class VolumeManager:
                 f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", body
             )
         except Exception as e:
-            raise VolumeNotReady(f"token for serviceaccount {ns}/{sa}: {e}") from e
+            why = f"{type(e).__name__}: {e}"
+            raise VolumeNotReady(f"token for serviceaccount {ns}/{sa}: {why}") from e
         return str(out["status"]["token"])
 
     async def _write_api_volume(
