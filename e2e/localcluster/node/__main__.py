@@ -2,7 +2,7 @@
 
 It plays the kubelet for Nodes local-0..N-1 (all on this host), runs the cluster DNS and the
 local volume provisioner, and on SIGTERM stops every pod process and removes every pod network,
-leaving the API objects for whoever deletes the cluster.
+leaving the API objects and the pods' volumes: the next start is a reboot that resumes them.
 """
 
 from __future__ import annotations
