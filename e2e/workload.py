@@ -88,10 +88,9 @@ def in_flight(members: Iterable[Member]) -> list[str]:
     return out
 
 
-class _Loop:
-    @staticmethod
-    def now() -> float:
-        return asyncio.get_running_loop().time()
+def _now() -> float:
+    """The event loop's clock: every time the monitors keep is on it."""
+    return asyncio.get_running_loop().time()
 
 
 # ------------------------------------------------------------------------------ member watch
@@ -179,7 +178,7 @@ class MemberWatch:
                 members = await self.client(endpoint).member_list()
             except EtcdError:
                 continue
-            view = Membership(_Loop.now(), tuple(members))
+            view = Membership(_now(), tuple(members))
             for n in sorted(view.voters):
                 ep = self.endpoints.get(n)
                 if ep is None:
@@ -203,7 +202,7 @@ class MemberWatch:
 
     async def _members_loop(self) -> None:
         while not self._stop.is_set():
-            start = _Loop.now()
+            start = _now()
             view = await self.read_members()
             if view is None or any(member_name(m) not in self.endpoints for m in view.members):
                 # a member whose pod IP is unknown (a new one) or no answer: re-read the pods
@@ -213,7 +212,7 @@ class MemberWatch:
                 self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._stop.wait(), max(0.0, MEMBERS_EVERY - (_Loop.now() - start))
+                    self._stop.wait(), max(0.0, MEMBERS_EVERY - (_now() - start))
                 )
 
     async def run(self) -> None:
@@ -321,7 +320,7 @@ class QuorumMonitor:
 
     def mark(self, label: str) -> None:
         """Label what the test does from now on (losses and failures name their step)."""
-        self.marks.append((_Loop.now(), label))
+        self.marks.append((_now(), label))
 
     def label_at(self, t: float) -> str:
         label = "before the first step"
@@ -331,7 +330,7 @@ class QuorumMonitor:
         return label
 
     async def _probe(self, rnd: Round, voter: str, endpoint: str) -> None:
-        start = _Loop.now()
+        start = _now()
         ok, reason = False, ""
         client = self.watch.client(endpoint)
         try:
@@ -350,13 +349,13 @@ class QuorumMonitor:
         except TimeoutError:
             last = f" (last: {reason})" if reason else ""
             reason = f"no answer within {PROBE_DEADLINE}s{last}"
-        rnd.probes[voter] = Probe(voter, start, _Loop.now(), ok, reason)
+        rnd.probes[voter] = Probe(voter, start, _now(), ok, reason)
 
     def _tick(self) -> None:
         latest = self.watch.latest
         if latest is None:
             return
-        now = _Loop.now()
+        now = _now()
         rnd = Round(now, latest.voters)
         self.rounds.append(rnd)
         for voter in sorted(rnd.voters):
@@ -373,17 +372,17 @@ class QuorumMonitor:
         try:
             async with asyncio.timeout(60):
                 await self.watch.ready.wait()
-            self.started = _Loop.now()
+            self.started = _now()
             due = self.started
             while not self._stop.is_set():
                 self._tick()
                 due += PROBE_EVERY
-                now = _Loop.now()
+                now = _now()
                 if due < now:  # late (starved): no burst to catch up, the gaps will show it
                     due = now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), due - now)
-            self.stopped = _Loop.now()
+            self.stopped = _now()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=PROBE_DEADLINE * 4)
         finally:
@@ -565,15 +564,15 @@ class Writer:
         """Put key N once; the next N to write."""
         key = self.key(n)
         endpoints = self.monitor.watch.voter_endpoints()
-        start = _Loop.now()
+        start = _now()
         try:
             if not endpoints:
                 raise RuntimeError("no voter with a pod IP in the latest member list")
             await self._put(endpoints, key, str(n))
         except (EtcdError, TimeoutError, RuntimeError) as e:
-            self.ops.append(WriteOp(key, start, _Loop.now(), False, str(e) or repr(e)))
+            self.ops.append(WriteOp(key, start, _now(), False, str(e) or repr(e)))
         else:
-            self.ops.append(WriteOp(key, start, _Loop.now(), True))
+            self.ops.append(WriteOp(key, start, _now(), True))
             self.acked.append(key)
             n += 1
         return n
