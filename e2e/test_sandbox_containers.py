@@ -227,3 +227,23 @@ def test_hosts_and_resolv_conf_text() -> None:
     resolv = proc.resolv_conf_text("prod")
     assert resolv.splitlines()[0] == "search prod.svc.cluster.local svc.cluster.local cluster.local"
     assert "options ndots:5" in resolv
+
+
+async def test_kill_tree_after_exit_spares_a_container_started_since(
+    pod: netns.PodNetwork, tmp_path: Path
+) -> None:
+    """A finished container's mount namespace is freed and its inode number is reused by the
+    next one created: a late kill_tree of the finished container (the kubelet makes one after
+    every run) must not kill the newcomer. Seen as neighbours dying with 137 on the local node."""
+    done = await proc.start_container(spec(pod, ["/bin/sh", "-c", "true"], tmp_path, "done"))
+    assert await done.wait() == 0
+    for i in range(5):  # the newest namespace tends to get the freed inode number
+        other = await proc.start_container(
+            spec(pod, ["/bin/sh", "-c", "exec sleep 60"], tmp_path, f"other{i}")
+        )
+        try:
+            done.kill_tree()
+            assert other.running(), f"container other{i} was killed by done's kill_tree"
+        finally:
+            other.kill_tree()
+            await other.wait()

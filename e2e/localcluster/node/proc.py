@@ -171,8 +171,14 @@ class Running:
                 os.kill(self.pid, sig)
 
     def members(self) -> list[int]:
-        """Live processes of this container: its mount namespace, plus the workload's session."""
-        found = set(processes_in_mount_ns(self.mnt_ns)) if self.mnt_ns is not None else set()
+        """Live processes of this container: its mount namespace, plus the workload's session.
+
+        The namespace's inode number identifies it only while we hold it open: once released
+        (after the exit, when everything in it was killed) the kernel gives that number to the
+        next namespace created, another container's, which a late kill must not reach."""
+        found: set[int] = set()
+        if self._mnt_fd is not None and self.mnt_ns is not None:
+            found.update(processes_in_mount_ns(self.mnt_ns))
         st = _proc_stat(self.pid)
         if self.exit_code is None and st is not None and st[4] == self._starttime:
             found.add(self.pid)
