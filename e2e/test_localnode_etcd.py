@@ -19,6 +19,7 @@ from e2e.localcluster.node import dns, faults
 from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.node.kubeapi import Kube
 from e2e.localcluster.node.testing import (
+    condition,
     container_status,
     create,
     delete_namespace,
@@ -162,6 +163,32 @@ async def test_cut_off_member_is_unhealthy_then_recovers_after_heal(etcd_pods: E
 
     await eventually(recovered, 60, "all 3 members healthy after heal")
     await wait_ready(etcd_pods.kube, etcd_pods.ns, "etcd-1", 60)
+
+
+async def test_members_keep_their_keys_across_a_restart_of_every_node(
+        etcd_pods: EtcdPods) -> None:
+    for m in MEMBERS:
+        await wait_ready(etcd_pods.kube, etcd_pods.ns, m, 120)
+    code, out = await etcd_pods.etcdctl("put", "before-reboot", "kept")
+    assert code == 0, out
+    await asyncio.to_thread(etcd_pods.node.restart_all_nodes)
+
+    def back(p: dict[str, Any]) -> bool:
+        restarted = container_status(p, "etcd")["restartCount"] == 1
+        return restarted and condition(p, "Ready") == "True"
+
+    for m in MEMBERS:
+        await wait_pod(etcd_pods.kube, etcd_pods.ns, m, back, 120, "restarted once and Ready")
+    want = {etcd_pods.client_url(m): True for m in MEMBERS}
+
+    async def all_healthy() -> bool:
+        return await etcd_pods.health() == want
+
+    await eventually(all_healthy, 60, "3 healthy members after the reboot")
+    for m in MEMBERS:
+        code, out = await etcd_pods.etcdctl("get", "before-reboot", "--print-value-only",
+                                            endpoint=m)
+        assert (code, out.strip()) == (0, "kept")
 
 
 async def test_wiped_member_crash_loops_with_its_fatal_error_in_last_state(

@@ -191,3 +191,23 @@ async def test_stopped_node_goes_not_ready_and_its_pods_wait_for_it(
 
     await eventually(gone, 60, "the pod deleted while its node was down to be gone")
     assert not (goes_dir.exists() and any(goes_dir.iterdir()))
+
+
+async def test_volumes_of_a_pod_deleted_while_the_nodes_were_down_are_removed(
+        kube: Kube, ns: str, web_image: str, local_node: LocalNode) -> None:
+    await create(kube, shell_pod(ns, "gone", web_image,
+                                 "echo x > /data/f; exec sleep 3600", "Always"))
+    await wait_pod(kube, ns, "gone", running, 60, "running")
+    pod_dir = kubelet.pod_dirs(local_node.state_dir, ns, "gone")[0]
+    assert (pod_dir / "volumes" / "data" / "f").is_file()
+    loop = asyncio.get_running_loop()
+    force = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+
+    def delete_meanwhile() -> None:
+        asyncio.run_coroutine_threadsafe(
+            kube.delete(f"/api/v1/namespaces/{ns}/pods/gone", force), loop).result(30)
+
+    await asyncio.to_thread(local_node.restart_all_nodes, while_down=delete_meanwhile)
+    assert await pod(kube, ns, "gone") is None
+    assert not (pod_dir / "volumes").exists()  # removed before the agent said it was up
+    assert (pod_dir / "containers" / "c" / "0.log").exists()  # logs stay, as with any pod

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from e2e.localcluster.procs import Procs
@@ -108,11 +109,17 @@ def _kill_now(procs: Procs, name: str) -> None:
     (procs.pid_dir / f"{name}.pid").unlink(missing_ok=True)
 
 
-def restart_all_nodes(cluster_state_dir: Path, within: float = 120.0) -> None:
+def restart_all_nodes(
+    cluster_state_dir: Path,
+    within: float = 120.0,
+    while_down: Callable[[], None] | None = None,
+) -> None:
     """Reboot every node at once: SIGKILL the agent and the cluster DNS it runs, kill every pod
     process and remove the pod networks (what a reboot does to /run), start the agent again with
     the same command line, and return once it is up. The control plane keeps running; pod
     objects, their volumes (emptyDir included) and their logs stay.
+
+    WHILE_DOWN, when given, runs while no agent runs (e.g. to delete a pod meanwhile).
 
     Only the session that owns the agent may do this: this process holds the machine lock (the
     ``local_node`` fixture) or the agent holds it (``up``); the lock then passes to the new one.
@@ -133,6 +140,8 @@ def restart_all_nodes(cluster_state_dir: Path, within: float = 120.0) -> None:
     _kill_now(procs, NODE_AGENT)
     _kill_now(Procs(state_dir / "dns"), dns.PROC_NAME)
     netns.teardown_all()
+    if while_down is not None:
+        while_down()
     lock_fd = -1
     if agent_has_lock:
         lock_fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)

@@ -183,9 +183,11 @@ def start_node(node: str, within: float = 60.0) -> None:
     _wait(lambda: not _node_ack(node).exists(), within, f"start node {node}")
 
 
-def restart_all_nodes(cluster_state_dir: Path, within: float = 120.0) -> None:
+def restart_all_nodes(
+    cluster_state_dir: Path, within: float = 120.0, while_down: Callable[[], None] | None = None
+) -> None:
     """Restart every node at once (see `agent.restart_all_nodes`): the control plane keeps
     running; every pod process dies and the agent boots again with the same command line."""
     from e2e.localcluster.node import agent
 
-    agent.restart_all_nodes(Path(cluster_state_dir), within)
+    agent.restart_all_nodes(Path(cluster_state_dir), within, while_down)

@@ -13,7 +13,7 @@ import fcntl
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +87,12 @@ class LocalNode:
     def cluster_state_dir(self) -> Path:
         return self.state_dir.parent
 
-    def restart_all_nodes(self, within: float = 120.0) -> None:
+    def restart_all_nodes(
+        self, within: float = 120.0, while_down: Callable[[], None] | None = None
+    ) -> None:
         """Every node reboots at once (see agent.restart_all_nodes); blocking: call it with
         asyncio.to_thread. Returns once the new agent is up."""
-        agent.restart_all_nodes(self.cluster_state_dir, within)
+        agent.restart_all_nodes(self.cluster_state_dir, within, while_down)
 
     def restart_agent(self, within: float = 120.0) -> None:
         """What `make cluster-down && make cluster-up` do to the node agent: SIGTERM it (it
