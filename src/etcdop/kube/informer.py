@@ -158,6 +158,12 @@ class Informer:
         """The version the cache is at: the next watch resumes after it."""
         return self._rv
 
+    def reset(self) -> None:
+        """Forget every object without telling handlers, so that the next LIST reports each one
+        as added: a new leader must look at everything, not only at what changed meanwhile."""
+        self.store.replace([])
+        self._rv = ""
+
     def add_handler(self, handler: Handler) -> None:
         """Call HANDLER on every later change; add handlers before ``run`` to miss none."""
         self._handlers.append(handler)

@@ -1,21 +1,25 @@
-"""The operator's Prometheus metrics: what an on-call person graphs and alerts on."""
+"""The operator's Prometheus metrics: what an on-call person graphs and alerts on.
+
+The per-controller ones (reconciles, errors, duration, queue depth) belong to the runtime
+(kube/metrics.py) and are re-exported here, so that this stays the one list to read."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
-RECONCILES = Counter(
-    "etcdop_reconcile_total", "Reconciles run, by kind and result.", ["kind", "result"]
-)
-RECONCILE_SECONDS = Histogram(
-    "etcdop_reconcile_duration_seconds",
-    "Time one reconcile took, by kind.",
-    ["kind"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-RECONCILE_ERRORS = Counter(
-    "etcdop_reconcile_errors_total", "Reconciles that raised, by kind.", ["kind"]
-)
+from etcdop.kube.metrics import QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+
+__all__ = [
+    "ACTIONS",
+    "LEADER",
+    "MEMBERS",
+    "MEMBER_STATES",
+    "QUEUE_DEPTH",
+    "RECONCILES",
+    "RECONCILE_ERRORS",
+    "RECONCILE_SECONDS",
+]
+
 ACTIONS = Counter(
     "etcdop_actions_total",
     "Planned steps taken, by kind of step and reason.",
@@ -26,7 +30,6 @@ MEMBERS = Gauge(
     "Members of each EtcdCluster by state.",
     ["namespace", "cluster", "state"],
 )
-QUEUE_DEPTH = Gauge("etcdop_workqueue_depth", "Keys waiting in the work queue.", ["queue"])
 LEADER = Gauge("etcdop_leader", "1 while this replica holds the leader lease.")
 
 MEMBER_STATES = ("healthy", "unhealthy", "learner")
