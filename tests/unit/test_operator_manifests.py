@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from etcdop.api import EtcdCluster
-from etcdop.etcd import Health, Status
+from etcdop.etcd import Health, Status, initial_cluster
 from etcdop.etcd import Member as EtcdMember
 from etcdop.operator import manifests, observe
 from etcdop.operator.model import PodPhase
@@ -199,7 +199,7 @@ def test_initial_cluster_lists_members_by_their_pod_names() -> None:
                        "demo", observe.member_health(None, None)),
     ]
     assert not members[1].started
-    got = observe.initial_cluster(members, "demo-b", "http://demo-b.demo-peer.ns.svc:2380")
+    got = initial_cluster(members, 2, "demo-b", "http://demo-b.demo-peer.ns.svc:2380")
     assert got == ("demo-a=http://demo-a.demo-peer.ns.svc:2380,"
                    "demo-b=http://demo-b.demo-peer.ns.svc:2380")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,40 @@ class MemberAdded:
         return initial_cluster(self.members, self.member.id, name)
 
 
-def initial_cluster(members: Iterable[Member], new_id: int, new_name: str) -> str:
-    """`name=peer_url,...` for a member joining with --initial-cluster-state=existing.
+class Peer(Protocol):
+    """What an --initial-cluster entry is made of: an etcd member, or the operator's view of one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def peer_urls(self) -> tuple[str, ...]: ...
+
+
+def initial_cluster(
+    members: Iterable[Peer], new_id: int | None, new_name: str, new_url: str = ""
+) -> str:
+    """`name=peer_url,...` (in MEMBERS' order) for a member starting as NEW_NAME: the member
+    NEW_ID of MEMBERS, or, when MEMBERS does not list it (a seed, or no member answered), one
+    at NEW_URL, last. The one builder of this value in the code.
 
     Every other member must have a name (it started); an unnamed one means an earlier add never
     finished, and the joining member would be refused, so that is an error here.
     """
     parts: list[str] = []
+    listed = False
     for m in members:
         name = new_name if m.id == new_id else m.name
+        listed = listed or m.id == new_id
         if not name:
             raise ValueError(
-                f"member {m.hex_id} ({', '.join(m.peer_urls)}) has no name: it was added but never "
+                f"member {m.id:x} ({', '.join(m.peer_urls)}) has no name: it was added but never "
                 "started; start or remove it before adding another member"
             )
         parts.extend(f"{name}={url}" for url in m.peer_urls)
+    if not listed and new_url:
+        parts.append(f"{new_name}={new_url}")
     return ",".join(parts)
 
 

@@ -16,7 +16,13 @@ from typing import Any
 
 from etcdop.api import GROUP, KIND, PLURAL, VERSION, EtcdCluster, InvalidObject
 from etcdop.api.etcdcluster import EtcdClusterStatus
-from etcdop.etcd import EtcdClient, EtcdError, LearnerNotReady, MembershipChangeRefused
+from etcdop.etcd import (
+    EtcdClient,
+    EtcdError,
+    LearnerNotReady,
+    MembershipChangeRefused,
+    initial_cluster,
+)
 from etcdop.etcd import Member as EtcdMember
 from etcdop.kube import apply
 from etcdop.kube.client import (
@@ -91,6 +97,14 @@ _RESOURCES = {
 
 def _client_url(ip: str) -> str:
     return f"http://{observe.url_host(ip)}:{manifests.CLIENT_PORT}"
+
+
+def _initial_cluster_for(members: tuple[Member, ...], member: str, url: str) -> str:
+    """What etcd's builder is given for MEMBER's pod: the members named by their peer URLs (one
+    not ours has no name and is left out) in name order, MEMBER at URL when not listed yet."""
+    listed = sorted((m for m in members if m.name), key=lambda m: m.name)
+    new_id = next((m.id for m in listed if m.name == member), None)
+    return initial_cluster(listed, new_id, member, url)
 
 
 def _now() -> str:
@@ -303,14 +317,14 @@ class ClusterReconciler:
             match action:
                 case Bootstrap(member=m):
                     url = manifests.peer_url(ec, m, self.domain)
-                    await self._create_member_pod(ec, m, f"{m}={url}", "new")
+                    await self._create_member_pod(ec, m, _initial_cluster_for((), m, url), "new")
                 case AddLearner(member=m):
                     await etcd.add_learner([manifests.peer_url(ec, m, self.domain)])
                 case CreatePod(member=m, initial_cluster_state=state):
                     url = manifests.peer_url(ec, m, self.domain)
                     members = o.members or ()
                     await self._create_member_pod(
-                        ec, m, observe.initial_cluster(members, m, url), state
+                        ec, m, _initial_cluster_for(members, m, url), state
                     )
                 case PromoteLearner(member_id=i):
                     await etcd.promote(i)

@@ -11,6 +11,7 @@ from typing import Any
 
 from etcdop.api import API_VERSION, KIND, EtcdCluster
 from etcdop.api.quantity import parse_quantity
+from etcdop.operator.model import quorum
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -120,7 +121,7 @@ def client_service(ec: EtcdCluster) -> JSON:
 
 def pod_disruption_budget(ec: EtcdCluster) -> JSON:
     """Voluntary disruptions (drains) may take out at most the members quorum can spare."""
-    tolerated = max(0, (ec.spec.size - 1) // 2)
+    tolerated = max(0, ec.spec.size - quorum(ec.spec.size))
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -278,12 +279,3 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
     meta = _metadata(ec, member, labels)
     meta["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-
-
-def initial_cluster(ec: EtcdCluster, peers: dict[str, list[str]], domain: str) -> str:
-    """`name=peerURL,...` for the members a new pod must know; PEERS maps name -> peer URLs."""
-    parts = []
-    for name, urls in sorted(peers.items()):
-        for url in urls or [peer_url(ec, name, domain)]:
-            parts.append(f"{name}={url}")
-    return ",".join(parts)

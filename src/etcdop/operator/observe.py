@@ -210,14 +210,6 @@ def agreed_membership(
     return chosen, frozenset(name for name, ms in views.items() if key(ms) != best), ""
 
 
-def initial_cluster(members: Iterable[Member], extra: str = "", extra_url: str = "") -> str:
-    """`name=peerURL,...` of the members (named from their peer URLs), plus EXTRA if given."""
-    parts = [f"{m.name}={url}" for m in members if m.name for url in m.peer_urls]
-    if extra and extra_url and not any(p.startswith(f"{extra}=") for p in parts):
-        parts.append(f"{extra}={extra_url}")
-    return ",".join(sorted(parts))
-
-
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
