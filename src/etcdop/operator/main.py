@@ -1,4 +1,4 @@
-"""`etcdop operator`: caches, work queue and workers, started only while this replica leads."""
+"""`etcdop operator`: the list of controllers, run by the Manager only while this replica leads."""
 
 from __future__ import annotations
 
@@ -10,28 +10,20 @@ import secrets
 import signal
 import socket
 import warnings
-from collections.abc import Callable
-from typing import Any
 
 import kr8s.asyncio
 from prometheus_client import start_http_server
 
 from etcdop import logs
-from etcdop.api import GROUP, KIND
-from etcdop.kube.client import NODES, PDBS, PODS, PVCS, SERVICES, KubeClient, key_of
+from etcdop.api import GROUP
+from etcdop.kube.client import KubeClient
 from etcdop.kube.events import EventRecorder
-from etcdop.kube.informer import CacheSyncError, Handler, Informer, enqueue_by_label, wait_for_sync
+from etcdop.kube.informer import CacheSyncError
 from etcdop.kube.leader import LeaderElector
-from etcdop.kube.store import Change, Store
-from etcdop.kube.workqueue import WorkQueue, run_workers
-from etcdop.operator import manifests, metrics
-from etcdop.operator.cluster import ETCDCLUSTERS, Caches, ClusterReconciler
-from etcdop.operator.model import Observed
-from etcdop.operator.planner import Action
+from etcdop.kube.manager import Controller, Manager
+from etcdop.operator import etcdcluster, metrics
 
 log = logging.getLogger("etcdop.operator")
-
-MANAGED = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,101 +69,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
-def enqueue_unless_status_only(add: Callable[[str], None]) -> Handler:
-    """Reconcile an EtcdCluster when anything but its status changed: our own status writes
-    must not wake the reconciler again (a loop), and the resync requeue covers the rest."""
-
-    def handler(change: Change) -> None:
-        if change.type == "updated" and change.old is not None:
-            old, new = change.old.get("metadata") or {}, change.obj.get("metadata") or {}
-            if all(
-                old.get(k) == new.get(k)
-                for k in ("generation", "deletionTimestamp", "labels", "annotations")
-            ):
-                return
-        add(key_of(change.obj))
-
-    return handler
-
-
-def enqueue_clusters_on_node(pods: Store, add: Callable[[str], None]) -> Handler:
-    """A node that changes (goes NotReady, comes back, is deleted) wakes every cluster with a
-    member pod on it: a member there may be lost, or back."""
-
-    def handler(change: Change) -> None:
-        node = (change.obj.get("metadata") or {}).get("name")
-        for pod in pods:
-            meta = pod.get("metadata") or {}
-            cluster = (meta.get("labels") or {}).get(manifests.LABEL_CLUSTER)
-            if cluster and (pod.get("spec") or {}).get("nodeName") == node:
-                add(f"{meta.get('namespace')}/{cluster}")
-
-    return handler
-
-
-def _record_members(ec: Any, o: Observed) -> None:
-    counts = dict.fromkeys(metrics.MEMBER_STATES, 0)
-    for m in o.members or ():
-        state = "learner" if m.is_learner else ("healthy" if m.healthy else "unhealthy")
-        counts[state] += 1
-    for state, n in counts.items():
-        metrics.MEMBERS.labels(ec.namespace, ec.name, state).set(n)
-
-
-def _record_action(ec: Any, action: Action) -> None:
-    metrics.ACTIONS.labels(type(action).__name__, action.reason).inc()
-
-
-def _observe_reconcile(key: str, seconds: float, error: BaseException | None) -> None:
-    metrics.RECONCILE_SECONDS.labels(KIND).observe(seconds)
-    metrics.RECONCILES.labels(KIND, "error" if error else "ok").inc()
-    if error is not None:
-        metrics.RECONCILE_ERRORS.labels(KIND).inc()
-
-
-async def _lead(client: KubeClient, args: argparse.Namespace, identity: str) -> None:
-    """Everything a leader runs: it ends (by cancellation) when leadership is lost."""
-    queue: WorkQueue[str] = WorkQueue(name="etcdcluster")
-    informers = {
-        "clusters": Informer(client, ETCDCLUSTERS, namespace=args.namespace),
-        "pods": Informer(client, PODS, namespace=args.namespace, label_selector=MANAGED),
-        "claims": Informer(client, PVCS, namespace=args.namespace, label_selector=MANAGED),
-        "services": Informer(client, SERVICES, namespace=args.namespace, label_selector=MANAGED),
-        "pdbs": Informer(client, PDBS, namespace=args.namespace, label_selector=MANAGED),
-    }
-    informers["nodes"] = Informer(client, NODES)
-    informers["clusters"].add_handler(enqueue_unless_status_only(queue.add))
-    for name in ("pods", "claims", "services", "pdbs"):
-        informers[name].add_handler(enqueue_by_label(queue.add, manifests.LABEL_CLUSTER))
-    informers["nodes"].add_handler(enqueue_clusters_on_node(informers["pods"].store, queue.add))
-    caches = Caches(**{name: inf.store for name, inf in informers.items()})
+def controllers(
+    manager: Manager, client: KubeClient, args: argparse.Namespace, identity: str
+) -> list[Controller]:
+    """Every controller of the operator: a new kind is one more line here."""
     recorder = EventRecorder(client, f"{GROUP}/operator", identity)
-    reconciler = ClusterReconciler(
-        caches,
-        client,
-        recorder,
-        cluster_domain=args.cluster_domain,
-        on_action=_record_action,
-        on_observed=_record_members,
-    )
-
-    async def report_depth() -> None:
-        while True:
-            metrics.QUEUE_DEPTH.labels(queue.name).set(queue.depth)
-            await asyncio.sleep(2)
-
-    try:
-        async with asyncio.TaskGroup() as tasks:
-            for inf in informers.values():
-                tasks.create_task(inf.run(), name=f"informer-{inf}")
-            await wait_for_sync(informers.values(), args.cache_sync_timeout)
-            log.info("caches synced; reconciling", extra={"workers": args.workers})
-            tasks.create_task(report_depth())
-            tasks.create_task(
-                run_workers(queue, args.workers, reconciler.reconcile, _observe_reconcile)
-            )
-    except* CacheSyncError as group:  # the TaskGroup wraps it; it is the one error to report
-        raise group.exceptions[0] from None
+    return [
+        etcdcluster.controller(
+            manager,
+            client,
+            recorder,
+            workers=args.workers,
+            cluster_domain=args.cluster_domain,
+        ),
+    ]
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -181,6 +92,9 @@ async def run(args: argparse.Namespace) -> int:
     else:
         api = await kr8s.asyncio.api()
     client = KubeClient(api)
+    manager = Manager(client, namespace=args.namespace, cache_sync_timeout=args.cache_sync_timeout)
+    for c in controllers(manager, client, args, identity):
+        manager.register(c)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.metrics_address)
     elector = LeaderElector(
@@ -195,7 +109,7 @@ async def run(args: argparse.Namespace) -> int:
         "waiting for the leader lease",
         extra={"lease": f"{args.lease_namespace}/{args.lease_name}", "identity": identity},
     )
-    campaign = asyncio.create_task(elector.lead(lambda: _lead(client, args, identity)))
+    campaign = asyncio.create_task(manager.lead(elector))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, campaign.cancel)  # cancelling hands the lease back

@@ -1,0 +1,160 @@
+"""Acting: carry out the one step the planner chose, on etcd (the facade) or on the API server.
+
+Every step may be repeated (a crash between the step and the next look): creating what exists
+already is fine, and after a write we wait for the cache to show it, so that the next plan is
+not made on a picture that predates our own step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from etcdop.api import EtcdCluster
+from etcdop.etcd import (
+    EtcdClient,
+    EtcdError,
+    LearnerNotReady,
+    MembershipChangeRefused,
+    initial_cluster,
+)
+from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, KubeError
+from etcdop.operator import manifests
+from etcdop.operator.etcdcluster.cache import Caches
+from etcdop.operator.etcdcluster.observing import client_url, pod_ips, pods_of
+from etcdop.operator.model import Member, Observed
+from etcdop.operator.planner import (
+    Action,
+    AddLearner,
+    Bootstrap,
+    Compact,
+    CreatePod,
+    Defragment,
+    DeleteClaim,
+    DeletePod,
+    DisarmAlarm,
+    Done,
+    MarkFormed,
+    MoveLeader,
+    PromoteLearner,
+    RemoveMember,
+    Wait,
+)
+
+CACHE_WAIT = 10.0
+"""Seconds to wait for the cache to show our own write."""
+
+_RESOURCES = {
+    "Pod": PODS,
+    "PersistentVolumeClaim": PVCS,
+    "Service": SERVICES,
+    "PodDisruptionBudget": PDBS,
+}
+
+
+async def _until(check: Callable[[], bool], within: float) -> bool:
+    """Wait for the cache to show our own write, so the next plan does not act on stale state."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def _initial_cluster_for(members: tuple[Member, ...], member: str, url: str) -> str:
+    """What etcd's builder is given for MEMBER's pod: the members named by their peer URLs (one
+    not ours has no name and is left out) in name order, MEMBER at URL when not listed yet."""
+    listed = sorted((m for m in members if m.name), key=lambda m: m.name)
+    new_id = next((m.id for m in listed if m.name == member), None)
+    return initial_cluster(listed, new_id, member, url)
+
+
+class Actor:
+    """Carries out planned steps for the EtcdClusters in CACHES."""
+
+    def __init__(self, caches: Caches, kube: KubeClient, cluster_domain: str) -> None:
+        self.caches = caches
+        self.kube = kube
+        self.domain = cluster_domain
+
+    async def act(
+        self, ec: EtcdCluster, o: Observed, action: Action, etcd: EtcdClient
+    ) -> str | None:
+        """Carry out ACTION; return why it did not happen (etcd refused, for now) or None."""
+        try:
+            match action:
+                case Bootstrap(member=m):
+                    url = manifests.peer_url(ec, m, self.domain)
+                    await self._create_member_pod(ec, m, _initial_cluster_for((), m, url), "new")
+                case AddLearner(member=m):
+                    await etcd.add_learner([manifests.peer_url(ec, m, self.domain)])
+                case CreatePod(member=m, initial_cluster_state=state):
+                    url = manifests.peer_url(ec, m, self.domain)
+                    members = o.members or ()
+                    await self._create_member_pod(
+                        ec, m, _initial_cluster_for(members, m, url), state
+                    )
+                case PromoteLearner(member_id=i):
+                    await etcd.promote(i)
+                case RemoveMember(member_id=i):
+                    await etcd.remove(i)
+                case MoveLeader(to_id=t):
+                    await etcd.move_leader(t)
+                case Compact(revision=r):
+                    await etcd.compact(r)
+                case Defragment(member=m):
+                    ip = pod_ips(pods_of(self.caches, ec)).get(m)
+                    if ip is None:
+                        return f"EtcdError: member {m} has no pod address to defragment"
+                    await etcd.defragment(client_url(ip))
+                case DisarmAlarm():
+                    await etcd.disarm_nospace()
+                case DeletePod(member=m, force=force):
+                    await self.kube.delete(
+                        PODS, m, ec.namespace, grace_period_seconds=0 if force else None
+                    )
+                    await _until(lambda: self._pod_gone_or_going(ec, m, force), CACHE_WAIT)
+                case MarkFormed(member=m):
+                    patch = {"metadata": {"annotations": {manifests.ANN_INITIAL_STATE: "existing"}}}
+                    await self.kube.patch(PODS, m, patch, ec.namespace)
+                case DeleteClaim(member=m):
+                    await self.kube.delete(PVCS, m, ec.namespace)
+                    await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
+                case Wait() | Done():
+                    pass
+        except LearnerNotReady as e:
+            return f"LearnerNotReady: {e}"
+        except MembershipChangeRefused as e:
+            return f"MembershipChangeRefused: {e}"
+        except EtcdError as e:
+            return f"EtcdError: {e}"
+        except KubeError as e:
+            # Refused by admission (Pod Security, quota), RBAC or validation: say so, retry.
+            return f"KubernetesRefused: {e}"
+        return None
+
+    def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
+        pod = self.caches.pods.get_by(ec.namespace, name)
+        return pod is None or (not gone and bool(pod["metadata"].get("deletionTimestamp")))
+
+    def _claim_gone_or_going(self, ec: EtcdCluster, name: str) -> bool:
+        claim = self.caches.claims.get_by(ec.namespace, name)
+        return claim is None or bool(claim["metadata"].get("deletionTimestamp"))
+
+    async def _create_member_pod(
+        self, ec: EtcdCluster, member: str, initial: str, state: str
+    ) -> None:
+        claim = manifests.data_claim(ec, member)
+        if claim is not None and self.caches.claims.get_by(ec.namespace, member) is None:
+            await self._create(claim)
+        await self._create(manifests.member_pod(ec, member, initial, state, self.domain))
+        await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)
+
+    async def _create(self, obj: Mapping[str, Any]) -> None:
+        """Create OBJ; one that exists already (a step repeated after a crash) is fine."""
+        with contextlib.suppress(ConflictError):
+            await self.kube.create(_RESOURCES[obj["kind"]], dict(obj))

@@ -1,0 +1,131 @@
+"""Observing: the I/O that builds the planner's snapshot (`model.Observed`) of one EtcdCluster,
+from the caches and from each member's own answers. The pure translation is operator/observe.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from etcdop.api import EtcdCluster
+from etcdop.etcd import EtcdClient, EtcdError
+from etcdop.etcd import Member as EtcdMember
+from etcdop.kube.store import labels_match
+from etcdop.operator import manifests, observe
+from etcdop.operator.etcdcluster.cache import Caches
+from etcdop.operator.model import DesiredSpec, Member, Observed
+
+log = logging.getLogger(__name__)
+
+
+def client_url(ip: str) -> str:
+    return f"http://{observe.url_host(ip)}:{manifests.CLIENT_PORT}"
+
+
+def pods_of(caches: Caches, ec: EtcdCluster) -> list[Mapping[str, Any]]:
+    return list(caches.pods.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name}))
+
+
+def pod_ips(pods: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Member name -> address, of the pods that have one and are not being deleted."""
+    out = {}
+    for p in pods:
+        ip = observe.pod_ip(p)
+        if ip and not (p.get("metadata") or {}).get("deletionTimestamp"):
+            out[str(p["metadata"]["name"])] = ip
+    return out
+
+
+async def observe_cluster(
+    caches: Caches,
+    ec: EtcdCluster,
+    pods: Sequence[Mapping[str, Any]],
+    endpoints: Mapping[str, str],
+    etcd: EtcdClient,
+) -> tuple[Observed, str, frozenset[str]]:
+    """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
+    whose etcd reports a membership other than the one a quorum agrees on."""
+    labelled = caches.claims.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
+    ours = {manifests.LABEL_CLUSTER: ec.name, manifests.LABEL_CLUSTER_UID: ec.uid}
+    claims = frozenset(
+        str(c["metadata"]["name"])
+        for c in labelled
+        if labels_match(c, ours) and not c["metadata"].get("deletionTimestamp")
+    )
+    # Claims an earlier cluster of this name left behind are not ours: never used, never
+    # deleted, and their names never given to a new member.
+    foreign = [str(c["metadata"]["name"]) for c in labelled if not labels_match(c, ours)]
+    members: tuple[Member, ...] | None = None
+    cluster_id = ""
+    unconfirmed = ""
+    dissenters: frozenset[str] = frozenset()
+    if endpoints:
+        views = await _member_lists(ec, endpoints, etcd)
+        known = sum(1 for m in ec.status.members if m.id and not m.is_learner)
+        listed, dissenters, unconfirmed = observe.agreed_membership(views, known)
+        if listed is not None:
+            answers = await asyncio.gather(
+                *(_member(ec, m, endpoints, etcd, dissenters) for m in listed)
+            )
+            members = tuple(m for m, _ in answers)
+            cluster_id = next((f"{cid:x}" for _, cid in answers if cid), "")
+    taken = [str(p["metadata"]["name"]) for p in pods] + list(claims) + foreign
+    taken += [m.name for m in members or ()]
+    nodes = None
+    if caches.nodes is not None:
+        nodes = {str(n["metadata"]["name"]): n for n in caches.nodes.list(None)}
+    observed = Observed(
+        cluster=ec.name,
+        spec=DesiredSpec.of(ec.spec),
+        pods=tuple(observe.member_pod(p, nodes) for p in pods),
+        members=members,
+        claims=claims,
+        bootstrapped=bool(ec.status.cluster_id),
+        compacted_revision=ec.status.compacted_revision,
+        next_member_name=observe.new_member_name(ec.name, taken),
+        unconfirmed=unconfirmed,
+    )
+    return observed, cluster_id, dissenters
+
+
+async def _member_lists(
+    ec: EtcdCluster, endpoints: Mapping[str, str], etcd: EtcdClient
+) -> dict[str, list[EtcdMember]]:
+    """Each answering member's own member list (learners do not answer: that is fine)."""
+
+    async def one(name: str, url: str) -> tuple[str, list[EtcdMember] | None]:
+        try:
+            return name, await etcd.member_list(url)
+        except EtcdError as e:
+            log.debug(
+                "member list failed", extra={"cluster": ec.key, "member": name, "error": str(e)}
+            )
+            return name, None
+
+    answers = await asyncio.gather(*(one(n, u) for n, u in endpoints.items()))
+    return {name: ms for name, ms in answers if ms is not None}
+
+
+async def _member(
+    ec: EtcdCluster,
+    m: EtcdMember,
+    endpoints: Mapping[str, str],
+    etcd: EtcdClient,
+    dissenters: frozenset[str],
+) -> tuple[Member, int]:
+    name = observe.member_name(m.peer_urls, ec.name)
+    url = endpoints.get(name)
+    status = health = None
+    if url:
+        try:
+            status, health = await asyncio.gather(etcd.status(url), etcd.health(url))
+        except EtcdError:
+            status = health = None
+    cluster_id = status.cluster_id if status is not None else 0
+    view = observe.member_health(status, health)
+    if name in dissenters:
+        view = replace(view, healthy=False, is_leader=False)  # it answers for another cluster
+    return observe.member(m, ec.name, view), cluster_id

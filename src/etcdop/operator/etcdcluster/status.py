@@ -1,0 +1,109 @@
+"""Status: what the EtcdCluster says about itself (conditions, phase, members) and the Events
+that tell a person what was done, why, or why not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from etcdop.api import EtcdCluster
+from etcdop.api.etcdcluster import EtcdClusterStatus
+from etcdop.kube.client import KubeClient
+from etcdop.kube.events import EventRecorder
+from etcdop.kube.status import patch_status
+from etcdop.operator import manifests
+from etcdop.operator.conditions import compute_status
+from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS
+from etcdop.operator.model import Observed
+from etcdop.operator.planner import Action, Done, Wait, describe
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ec_wait_reason(status: EtcdClusterStatus) -> str:
+    """The reason of the Progressing condition last written (to avoid an Event per requeue)."""
+    for c in status.conditions:
+        if c.type == "Progressing":
+            return c.reason
+    return ""
+
+
+class Reporter:
+    """Writes an EtcdCluster's status (only when it changed) and records its Events."""
+
+    def __init__(self, kube: KubeClient, recorder: EventRecorder, cluster_domain: str) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.domain = cluster_domain
+
+    async def write_status(
+        self,
+        ec: EtcdCluster,
+        raw: Mapping[str, Any],
+        o: Observed,
+        action: Action,
+        cluster_id: str,
+        refused: str | None = None,
+    ) -> None:
+        endpoints = tuple(
+            manifests.client_url(ec, m.name, self.domain)
+            for m in sorted(o.voters, key=lambda m: m.name)
+            if m.name
+        )
+        status = compute_status(
+            o,
+            action,
+            generation=ec.generation,
+            now=_now(),
+            previous=ec.status,
+            client_endpoints=endpoints,
+            cluster_id=ec.status.cluster_id or cluster_id,
+            refused=refused,
+        )
+        if status != ec.status:
+            await patch_status(self.kube, ETCDCLUSTERS, raw, status.to_dict())
+
+    async def report(
+        self,
+        ec: EtcdCluster,
+        raw: Mapping[str, Any],
+        o: Observed,
+        action: Action,
+        refused: str | None,
+        cluster_id: str,
+    ) -> None:
+        """The status after ACTION, and an Event for a step taken, refused or a new wait."""
+        await self.write_status(ec, raw, o, action, cluster_id, refused)
+        if refused is not None:
+            log.warning(
+                "step refused",
+                extra={"cluster": ec.key, "step": describe(action), "error": refused},
+            )
+            await self.recorder.record(
+                raw, "Warning", "StepRefused", f"{describe(action)}: {refused}; will retry"
+            )
+        elif not isinstance(action, Wait | Done):
+            await self.recorder.record(raw, "Normal", action.reason, describe(action))
+        elif isinstance(action, Wait) and action.reason != ec_wait_reason(ec.status):
+            await self.recorder.record(raw, "Normal", action.reason, action.message)
+
+    async def invalid(self, raw: Mapping[str, Any], message: str) -> None:
+        """Phase Invalid, with the reason in an Event (once, not on every look)."""
+        meta = raw.get("metadata") or {}
+        log.warning(
+            "invalid EtcdCluster",
+            extra={"cluster": f"{meta.get('namespace')}/{meta.get('name')}", "error": message},
+        )
+        previous = EtcdClusterStatus.from_dict(raw.get("status"))
+        if previous.phase != "Invalid":
+            await self.recorder.record(raw, "Warning", "InvalidSpec", message)
+        status = previous.to_dict()
+        status["phase"] = "Invalid"
+        status["observedGeneration"] = int(meta.get("generation", 0))
+        await patch_status(self.kube, ETCDCLUSTERS, raw, status)
