@@ -1,5 +1,6 @@
 """A small controller runtime on kr8s: cache, work queue, leader lease, events, status."""
 
+from etcdop.kube.apply import Component
 from etcdop.kube.backoff import Backoff
 from etcdop.kube.client import (
     CONFIGMAPS,
@@ -37,6 +38,7 @@ from etcdop.kube.informer import (
     enqueue_owner,
 )
 from etcdop.kube.leader import LeaderElector
+from etcdop.kube.manager import Controller, Manager, Watch, by_label, by_owner, owns, spec_changed
 from etcdop.kube.status import (
     add_finalizer,
     controller_of,
@@ -65,7 +67,9 @@ __all__ = [
     "ApiError",
     "Backoff",
     "Change",
+    "Component",
     "ConflictError",
+    "Controller",
     "EventRecorder",
     "GoneError",
     "IdleTimeout",
@@ -73,6 +77,7 @@ __all__ = [
     "KubeClient",
     "KubeError",
     "LeaderElector",
+    "Manager",
     "NotFoundError",
     "Obj",
     "ObjectList",
@@ -81,8 +86,11 @@ __all__ = [
     "ShutDown",
     "Store",
     "TransportError",
+    "Watch",
     "WorkQueue",
     "add_finalizer",
+    "by_label",
+    "by_owner",
     "controller_of",
     "drop_managed_fields",
     "enqueue_by_label",
@@ -93,11 +101,13 @@ __all__ = [
     "key_of",
     "micro_time",
     "owner_reference",
+    "owns",
     "patch_status",
     "process_one",
     "relist_diff",
     "remove_finalizer",
     "run_workers",
+    "spec_changed",
     "split_key",
     "with_owner",
 ]
