@@ -1,7 +1,8 @@
 """An EtcdCluster on PersistentVolumeClaims: each member keeps its data on a claim named like it,
 a deleted member pod comes back on the same claim as the same member (it rejoins, it is not
-replaced), and deleting the EtcdCluster takes the claims with it. The steps share the cluster
-(each one waits for the state it starts from).
+replaced), and deleting the EtcdCluster takes the claims with it (whenDeleted: Delete; the
+default, Retain, keeps them). The steps share the cluster (each one waits for the state it
+starts from).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     ns = await new_namespace(etcdcluster_crd, "ec-disk")
     module_namespaces.append(ns)
-    spec = {"storage": {"persistentVolumeClaim": {"size": CLAIM_SIZE}}}
+    spec = {"storage": {"persistentVolumeClaim": {"size": CLAIM_SIZE, "whenDeleted": "Delete"}}}
     await create_cluster(etcdcluster_crd, etcd_cluster(NAME, ns, SIZE, **spec))
     yield Cluster(etcdcluster_crd, ns)
     await delete_namespace(etcdcluster_crd, ns)
