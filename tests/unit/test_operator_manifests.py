@@ -25,7 +25,7 @@ def test_member_pod_runs_etcd_of_the_spec_version_with_stable_names() -> None:
     assert c["image"] == "gcr.io/etcd-development/etcd:v3.6.16"
     # the state is read from the annotation at every start, so the operator can change it
     assert "--initial-cluster-state=$(INITIAL_CLUSTER_STATE)" in c["args"]
-    (env,) = c["env"]
+    env = next(e for e in c["env"] if e["name"] == "INITIAL_CLUSTER_STATE")
     assert env["name"] == "INITIAL_CLUSTER_STATE"
     assert env["valueFrom"]["fieldRef"]["fieldPath"] == (
         f"metadata.annotations['{manifests.ANN_INITIAL_STATE}']")

@@ -205,6 +205,9 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
         "command": ["etcd"],
         "args": etcd_args(ec, member, initial_cluster, domain),
         "env": [
+            # A panic then ends with its message, not a goroutine dump: the message (etcd's
+            # evidence of unusable data) must fit in the 2 KiB the kubelet keeps of the log.
+            {"name": "GOTRACEBACK", "value": "none"},
             {
                 # Read anew at every container start: the operator turns the seed's "new" into
                 # "existing" once the cluster has formed, so a seed restarted on an emptied data
