@@ -42,7 +42,15 @@ class EtcdProc:
 class EtcdProcs:
     """A local etcd cluster of one VERSION (e.g. "v3.6.16") under BASE_DIR."""
 
-    def __init__(self, base_dir: Path, version: str, size: int = 3, token: str = "etcdop-test"):
+    def __init__(
+        self,
+        base_dir: Path,
+        version: str,
+        size: int = 3,
+        token: str = "etcdop-test",
+        extra_args: tuple[str, ...] = (),
+    ):
+        self.extra_args = extra_args
         self.base_dir = base_dir
         self.version = version
         self.token = token
@@ -196,5 +204,6 @@ class EtcdProcs:
                 f"--initial-cluster-token={self.token}",
                 "--unsafe-no-fsync",
                 "--log-level=warn",
+                *self.extra_args,
             ],
         )

@@ -440,3 +440,46 @@ def test_a_nospace_alarm_that_compaction_cannot_clear_says_what_to_do() -> None:
     action = plan(obs)
     assert isinstance(action, Wait) and action.reason == "NoSpace"
     assert "spec.backendQuota" in action.message
+
+
+def test_nospace_compacts_once_per_alarm_and_never_defragments_beside_a_silent_member() -> None:
+    """Was: deletes under NOSPACE moved the revision, so the planner compacted again on every
+    look and never reached defragmentation; and a member still defragmenting (silent) was
+    skipped, so a second one could be taken out of service beside it."""
+    pods = [pod(1), pod(2), pod(3)]
+    moved = replace(
+        world([full(1, leader=True), full(2, in_use=30), full(3, in_use=30)], pods),
+        compacted_revision=850,  # the revision has moved on since: deletes still apply
+    )
+    assert plan(moved) == Defragment(2, "demo-2")
+    silent = replace(
+        world([full(1, leader=True), full(2, in_use=30), sick(3)], pods),
+        compacted_revision=850,
+    )
+    action = plan(silent)
+    assert isinstance(action, Wait) and action.reason == "NoSpace" and "demo-3" in action.message
+
+
+def test_a_learner_whose_pod_cannot_run_yields_to_a_lost_voter() -> None:
+    """Was: a learner stuck Pending held every other change, a voter whose pod was gone too."""
+    learner = Member(id=9, name="demo-9", is_learner=True, started=False)
+    obs = world(
+        [voter(1, leader=True), Member(id=2, name="demo-2"), voter(3), voter(4), voter(5),
+         learner],
+        [pod(1), pod(3), pod(4), pod(5), pod(9, phase=PodPhase.PENDING, waiting="Unschedulable")],
+        size=5,
+    )
+    assert plan(obs) == RemoveMember(9, "demo-9", "LearnerYieldsToLostVoter")
+
+
+def test_a_member_that_never_ran_is_not_data_lost() -> None:
+    """A new member that could not reach its peers yet fails with "cannot fetch cluster info"
+    too: it had no data to lose, so it is not replaced for it."""
+    new = Member(id=9, name="demo-9", is_learner=True, started=False)
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3), new],
+        [pod(1), pod(2), pod(3), pod(9, data_lost=True)],
+        size=4,
+    )
+    action = plan(obs)
+    assert not (isinstance(action, RemoveMember) and action.reason == "DataLost"), action

@@ -209,16 +209,45 @@ class EtcdClient:
         log.info("etcd defragmented: endpoint=%s", endpoint)
 
     async def disarm_nospace(self) -> None:
-        """Clear the NOSPACE alarm on every member, so that writes are accepted again."""
+        """Clear the NOSPACE alarm of every member that raised it, so writes are accepted again.
+
+        etcd deactivates only the exact (member, alarm) pairs it is given (member 0 matches
+        nothing), so each raised pair is listed and disarmed; what is still raised afterwards
+        is an error."""
         endpoint, _ = await self._leader()
-        await self._on(
+        raised = await self._on(
             endpoint,
-            "disarm NOSPACE",
-            lambda c: c.maintenance.alarm_deactivate(
-                AlarmType.NOSPACE, timeout=self._change_timeout, max_attempts=_ONCE
-            ),
+            "alarm list",
+            lambda c: c.maintenance.alarms(timeout=self._change_timeout, max_attempts=_ONCE),
         )
-        log.info("etcd NOSPACE alarm disarmed: via=%s", endpoint)
+        for a in raised.alarms:
+            if a.alarm != AlarmType.NOSPACE:
+                continue
+            await self._on(
+                endpoint, f"disarm NOSPACE of member {a.memberID:x}", self._disarm(int(a.memberID))
+            )
+        left = await self._on(
+            endpoint,
+            "alarm list",
+            lambda c: c.maintenance.alarms(timeout=self._change_timeout, max_attempts=_ONCE),
+        )
+        still = [f"{a.memberID:x}" for a in left.alarms if a.alarm == AlarmType.NOSPACE]
+        if still:
+            raise RequestFailed(
+                "disarm NOSPACE", endpoint, f"the alarm is still raised on {', '.join(still)}"
+            )
+        log.info("etcd NOSPACE alarm disarmed: members=%d via=%s", len(raised.alarms), endpoint)
+
+    def _disarm(self, member: int) -> Callable[[_Conn], Awaitable[Any]]:
+        def call(c: _Conn) -> Awaitable[Any]:
+            return c.maintenance.alarm_deactivate(
+                AlarmType.NOSPACE,
+                member_id=member,
+                timeout=self._change_timeout,
+                max_attempts=_ONCE,
+            )
+
+        return call
 
     # one member ---------------------------------------------------------------------------------
 

@@ -68,8 +68,10 @@ def compute_status(
     )
     stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
     members = _members(o, previous)
-    if isinstance(action, RemoveMember) and refused is None:
-        # the status records the membership the action leaves behind
+    if isinstance(action, RemoveMember):
+        # The status records the membership the removal leaves behind, even when its answer was
+        # lost (the removal may have committed): a list that still holds the member is agreed
+        # on by more members and corrects this at the next look, one without it is trusted.
         members = tuple(m for m in members if m.id != f"{action.member_id:x}")
     return EtcdClusterStatus(
         phase=phase(o, action, previous.phase),
@@ -79,11 +81,7 @@ def compute_status(
         ready_members=sum(1 for m in members if m.ready and not m.is_learner),
         current_version=_lowest_version(m.version for m in members),
         client_endpoints=client_endpoints,
-        compacted_revision=(
-            action.revision
-            if isinstance(action, Compact) and refused is None
-            else previous.compacted_revision
-        ),
+        compacted_revision=_compacted(o, action, refused, previous.compacted_revision),
         conditions=stamped,
     )
 
@@ -195,6 +193,16 @@ def _even_size(size: int) -> Condition:
             f"{size - 1}, and needs a larger quorum; use an odd size ({size - 1} or {size + 1})",
         )
     return _cond(EVEN_SIZE, False, "OddSize", f"size {size} tolerates {(size - 1) // 2} failures")
+
+
+def _compacted(o: Observed, action: Action, refused: str | None, previous: int) -> int:
+    """The revision compacted at during the current NOSPACE alarm; 0 once no member reports
+    the alarm, so the next alarm compacts again."""
+    if isinstance(action, Compact) and refused is None:
+        return action.revision
+    if o.members is not None and not any(m.health.nospace for m in o.members):
+        return 0
+    return previous
 
 
 def _members(o: Observed, previous: EtcdClusterStatus) -> tuple[MemberStatus, ...]:

@@ -216,7 +216,7 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
                 "valueFrom": {
                     "fieldRef": {"fieldPath": f"metadata.annotations['{ANN_INITIAL_STATE}']"}
                 },
-            }
+            },
         ],
         # etcd's fatal error (the evidence that a member's data is unusable) reaches the status.
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -50,6 +50,9 @@ class MemberPod:
     people: shown in conditions, never used to decide."""
     node: str = ""
     """The node the pod is bound to ("" before it is scheduled)."""
+    waiting: str = ""
+    """Why the pod is not running yet, in the scheduler's or kubelet's words (unschedulable,
+    image pull, claim not bound), for people."""
     node_lost: bool = False
     """The pod's node is NotReady, unreachable or gone: a Terminating pod there never finishes."""
 

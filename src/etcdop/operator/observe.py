@@ -20,7 +20,6 @@ from etcdop.operator.model import Member, MemberHealth, MemberPod, PodPhase, quo
 DATA_UNUSABLE = (
     ("is out of range [lastIndex", "its raft log is behind what the cluster committed"),
     ("cannot fetch cluster info from peer urls", "its data directory is empty"),
-    ("permanently removed from the cluster", "it was removed from the cluster"),
     ("failed to find database snapshot file", "its database file is missing"),
     ("failed to recover v3 backend", "its database file is unreadable"),
     ("crc mismatch", "its write-ahead log is corrupt"),
@@ -69,8 +68,8 @@ def _last_termination(cs: Mapping[str, Any]) -> Mapping[str, Any]:
 def data_loss_evidence(pod: Mapping[str, Any]) -> str:
     """What in etcd's last termination proves the member's data unusable, or ""."""
     cs = _etcd_container(pod)
-    if cs.get("ready"):
-        return ""
+    if cs.get("ready") or (cs.get("state") or {}).get("running"):
+        return ""  # it runs again: whatever an earlier run died of is over
     message = str(_last_termination(cs).get("message") or "")
     for needle, meaning in DATA_UNUSABLE:
         if needle in message:
@@ -125,8 +124,21 @@ def member_pod(
         data_lost=bool(data_loss_evidence(pod)),
         last_error=last_error(pod),
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        waiting=_waiting(pod),
         node_lost=_on_lost_node(pod, nodes),
     )
+
+
+def _waiting(pod: Mapping[str, Any]) -> str:
+    """The scheduler's refusal, or the etcd container's waiting reason, when it is not running."""
+    status = pod.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False":
+            return f"{c.get('reason', 'Unschedulable')}: {c.get('message', '')}".strip()
+    waiting = (_etcd_container(pod).get("state") or {}).get("waiting") or {}
+    if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
+        return f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
+    return ""
 
 
 def _on_lost_node(pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]] | None) -> bool:

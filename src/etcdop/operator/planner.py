@@ -318,7 +318,11 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
         if not _want_more_voters(o):
             return RemoveMember(learner.id, learner.name, "LearnerNotNeeded")
         if not pod.running:
-            return Wait("PodStarting", f"waiting for the pod of learner {learner.name} to run")
+            if any(v.id in lost for v in o.voters):
+                # It holds nothing yet: it yields to the voter that must be replaced first.
+                return RemoveMember(learner.id, learner.name, "LearnerYieldsToLostVoter")
+            why = f": {pod.waiting}" if pod.waiting else ""
+            return Wait("PodStarting", f"waiting for the pod of learner {learner.name} to run{why}")
         if not caught_up(learner, leader):
             return Wait("LearnerCatchingUp", f"learner {learner.name} is catching up")
         # A promotion raises the quorum: only with every voter healthy, but for voters that
@@ -361,8 +365,8 @@ def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
         return "PodGone"
     if m.healthy:
         return None  # whatever its pod says, etcd answers for this member
-    if pod.data_lost:
-        return "DataLost"
+    if pod.data_lost and m.started:
+        return "DataLost"  # a member that never ran had no data to lose (it may just retry)
     if o.spec.uses_claims:
         return None  # its data outlives the pod: restarted on its claim, never given up on a guess
     if pod.finished:
@@ -375,28 +379,40 @@ def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
 FRAGMENTED = 0.2
 """A member whose backend file is this much larger than its data is defragmented."""
 NOSPACE_HEADROOM = 0.9
-"""The alarm is disarmed only when the data takes at most this share of the quota."""
+"""The alarm is disarmed only when every member's backend file takes at most this share of the
+quota: etcd raises NOSPACE on the file's size, not on the data in use."""
 
 
 def _recover_space(o: Observed, leader: Member) -> Action | None:
-    """Out of a NOSPACE alarm: compact once, defragment each member (the leader last), and
-    disarm when the data fits; None when there is no alarm."""
+    """Out of a NOSPACE alarm: compact once, defragment each member (the leader last, one at a
+    time, only while every member answers), and disarm when every file fits; None when there
+    is no alarm."""
     members = o.members or ()
     if not any(m.health.nospace for m in members):
         return None
-    if o.compacted_revision < leader.health.revision:
+    if not o.compacted_revision:
+        # Once per alarm (status clears the mark when the alarm is gone): deletes and lease
+        # expiries still move the revision under NOSPACE, and compacting again each time would
+        # never let defragmentation start.
         return Compact(leader.health.revision)
-    reachable = [m for m in members if m.health.reachable]
-    for m in sorted(reachable, key=lambda m: (m.is_leader, m.name, m.id)):
+    away = sorted(m.name or f"{m.id:x}" for m in members if not m.healthy)
+    if away:
+        # A defragmenting member serves nothing: never while another one is already out (a
+        # defragmentation still running after an operator restart looks exactly like that).
+        return Wait(
+            "NoSpace",
+            f"waiting for {', '.join(away)} to answer before defragmenting (NOSPACE alarm)",
+        )
+    for m in sorted(members, key=lambda m: (m.is_leader, m.name, m.id)):
         h = m.health
         if h.db_size > 0 and h.db_size - h.db_size_in_use > FRAGMENTED * h.db_size:
             return Defragment(m.id, m.name)
-    in_use = max((m.health.db_size_in_use for m in reachable), default=0)
-    if o.spec.quota_bytes and in_use > NOSPACE_HEADROOM * o.spec.quota_bytes:
+    largest = max(m.health.db_size for m in members)
+    if o.spec.quota_bytes and largest > NOSPACE_HEADROOM * o.spec.quota_bytes:
         return Wait(
             "NoSpace",
-            f"the data takes {in_use} bytes of the {o.spec.quota_bytes}-byte quota even after "
-            "compaction and defragmentation; raise spec.backendQuota or delete keys. etcd "
+            f"the database takes {largest} bytes of the {o.spec.quota_bytes}-byte quota even "
+            "after compaction and defragmentation; raise spec.backendQuota or delete keys. etcd "
             "refuses writes until then",
         )
     return DisarmAlarm()
