@@ -337,6 +337,10 @@ class EtcdClusterStatus:
         "Lowest etcd version among the members (the cluster runs at this version).", default=""
     )
     client_endpoints: tuple[str, ...] = prop("URLs clients connect to.", default=())
+    defragmented_members: tuple[str, ...] = prop(
+        "IDs (hexadecimal) of the members defragmented during the current NOSPACE alarm.",
+        default=(),
+    )
     compacted_revision: int = prop(
         "The revision the operator last compacted the history at, to recover from a NOSPACE alarm.",
         default=0,

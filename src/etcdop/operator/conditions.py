@@ -16,6 +16,7 @@ from etcdop.operator.planner import (
     Action,
     Compact,
     CreatePod,
+    Defragment,
     DeletePod,
     Done,
     RemoveMember,
@@ -82,6 +83,7 @@ def compute_status(
         current_version=_lowest_version(m.version for m in members),
         client_endpoints=client_endpoints,
         compacted_revision=_compacted(o, action, refused, previous.compacted_revision),
+        defragmented_members=_defragmented(o, action, refused, previous.defragmented_members),
         conditions=stamped,
     )
 
@@ -202,6 +204,17 @@ def _compacted(o: Observed, action: Action, refused: str | None, previous: int) 
         return action.revision
     if o.members is not None and not any(m.health.nospace for m in o.members):
         return 0
+    return previous
+
+
+def _defragmented(
+    o: Observed, action: Action, refused: str | None, previous: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The members defragmented during the current NOSPACE alarm; none once it is gone."""
+    if o.members is not None and not any(m.health.nospace for m in o.members):
+        return ()
+    if isinstance(action, Defragment) and refused is None:
+        return tuple(sorted({*previous, f"{action.member_id:x}"}))
     return previous
 
 

@@ -156,6 +156,8 @@ class Observed:
     compacted_revision: int = 0
     """The revision the operator last compacted at (from status): compaction is done once per
     NOSPACE alarm, not once per look."""
+    defragmented: frozenset[int] = field(default_factory=frozenset)
+    """Members defragmented during the current NOSPACE alarm (from status): each once."""
     unconfirmed: str = ""
     """Why the member list some members answered was not trusted (members is then None): fewer
     of them agree than a quorum of the voters last recorded. Said in the Wait."""

@@ -376,17 +376,15 @@ def _lost(o: Observed, m: Member, pod: MemberPod | None) -> str | None:
     return None
 
 
-FRAGMENTED = 0.2
-"""A member whose backend file is this much larger than its data is defragmented."""
 NOSPACE_HEADROOM = 0.9
 """The alarm is disarmed only when every member's backend file takes at most this share of the
 quota: etcd raises NOSPACE on the file's size, not on the data in use."""
 
 
 def _recover_space(o: Observed, leader: Member) -> Action | None:
-    """Out of a NOSPACE alarm: compact once, defragment each member (the leader last, one at a
-    time, only while every member answers), and disarm when every file fits; None when there
-    is no alarm."""
+    """Out of a NOSPACE alarm: compact once, defragment each member once (the leader last, one
+    at a time, only while every member answers), and disarm when every file fits; None when
+    there is no alarm."""
     members = o.members or ()
     if not any(m.health.nospace for m in members):
         return None
@@ -404,8 +402,10 @@ def _recover_space(o: Observed, leader: Member) -> Action | None:
             f"waiting for {', '.join(away)} to answer before defragmenting (NOSPACE alarm)",
         )
     for m in sorted(members, key=lambda m: (m.is_leader, m.name, m.id)):
-        h = m.health
-        if h.db_size > 0 and h.db_size - h.db_size_in_use > FRAGMENTED * h.db_size:
+        if m.id not in o.defragmented:
+            # Every member, once: a follower's "in use" figure does not drop after a
+            # compaction while writes are refused (bbolt frees pages at the next write), so
+            # only a defragmentation shows what its data really takes.
             return Defragment(m.id, m.name)
     largest = max(m.health.db_size for m in members)
     if o.spec.quota_bytes and largest > NOSPACE_HEADROOM * o.spec.quota_bytes:

@@ -85,6 +85,7 @@ async def observe_cluster(
         claims=claims,
         bootstrapped=bool(ec.status.cluster_id),
         compacted_revision=ec.status.compacted_revision,
+        defragmented=frozenset(int(i, 16) for i in ec.status.defragmented_members),
         next_member_name=observe.new_member_name(ec.name, taken),
         unconfirmed=unconfirmed,
     )
