@@ -126,28 +126,35 @@ def clusters_path(ns: str, name: str = "") -> str:
 
 
 async def install_crd(kube: KubeClient, within: float = 60) -> None:
-    """Create or update the EtcdCluster CRD from crds/, then wait until the API serves it."""
-    crd = yaml.safe_load(CRD_FILE.read_text())
+    """Create or update every CRD in crds/ (EtcdCluster, EtcdBackup, ...), then wait until the
+    API serves each."""
+    for crd_file in sorted(CRD_FILE.parent.glob("*.yaml")):
+        await _install_one_crd(kube, yaml.safe_load(crd_file.read_text()), within)
+
+
+async def _install_one_crd(kube: KubeClient, crd: dict[str, Any], within: float) -> None:
+    name = crd["metadata"]["name"]
+    plural = crd["spec"]["names"]["plural"]
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    current = await kube.get(f"{path}/{CRD_NAME}")
+    current = await kube.get(f"{path}/{name}")
     if current is None:
         status, data = await kube.call("POST", path, crd)
         if status not in (201, 409):  # 409: another session created it meanwhile
             raise ApiError("POST", path, status, data)
     else:
         crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        await kube.request("PUT", f"{path}/{CRD_NAME}", crd)
+        await kube.request("PUT", f"{path}/{name}", crd)
 
     async def established() -> bool:
-        got = await kube.get(f"{path}/{CRD_NAME}")
+        got = await kube.get(f"{path}/{name}")
         status_of = (got or {}).get("status") or {}
         conds = {c["type"]: c["status"] for c in status_of.get("conditions") or []}
         if conds.get("Established") != "True":
             return False
-        status, _ = await kube.call("GET", f"/apis/{GROUP_VERSION}/etcdclusters")
+        status, _ = await kube.call("GET", f"/apis/{GROUP_VERSION}/{plural}")
         return status == 200
 
-    await eventually(established, within, f"CRD {CRD_NAME} Established and served")
+    await eventually(established, within, f"CRD {name} Established and served")
 
 
 async def new_namespace(kube: KubeClient, prefix: str) -> str:

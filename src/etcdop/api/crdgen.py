@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from etcdop.api import etcdbackup as eb
 from etcdop.api import etcdcluster as ec
 from etcdop.api.schema import Prop, openapi
 
@@ -97,6 +98,60 @@ def etcdcluster_crd() -> dict[str, Any]:
     }
 
 
+def etcdbackup_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition of EtcdBackup."""
+    spec = openapi(eb.EtcdBackupSpec, Prop(description=_doc(eb.EtcdBackupSpec)))
+    status = openapi(eb.EtcdBackupStatus, Prop(description=_doc(eb.EtcdBackupStatus)))
+    schema = {
+        "type": "object",
+        "description": (
+            "One backup of an EtcdCluster: a snapshot streamed by a member's backup agent to "
+            "S3-compatible storage, with its checksum, metadata and, optionally, a restore drill."
+        ),
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        "required": ["spec"],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": eb.CRD_NAME},
+        "spec": {
+            "group": ec.GROUP,
+            "names": {
+                "kind": eb.KIND,
+                "listKind": f"{eb.KIND}List",
+                "plural": eb.PLURAL,
+                "singular": eb.SINGULAR,
+                "shortNames": list(eb.SHORT_NAMES),
+                "categories": ["etcdop"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": ec.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        _column("Cluster", "string", ".spec.clusterName", "The EtcdCluster"),
+                        _column("Phase", "string", ".status.phase", "Pending, Running, ..."),
+                        _column("Size", "integer", ".status.size", "Bytes stored"),
+                        _column("Verified", "boolean", ".status.verified", "Restore drill"),
+                        _column("Age", "date", ".metadata.creationTimestamp", ""),
+                    ],
+                }
+            ],
+        },
+    }
+
+
 def _column(name: str, typ: str, path: str, description: str) -> dict[str, Any]:
     col = {"name": name, "type": typ, "jsonPath": path}
     if description:
@@ -114,7 +169,7 @@ def render(crd: dict[str, Any]) -> str:
 
 def manifests() -> dict[str, str]:
     """File name -> content of every generated manifest."""
-    crds = [etcdcluster_crd()]
+    crds = [etcdcluster_crd(), etcdbackup_crd()]
     return {f"{c['metadata']['name']}.yaml": render(c) for c in crds}
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from etcdop.api.backupstorage import ClusterBackup
 from etcdop.api.quantity import is_positive_quantity
 from etcdop.api.schema import (
     FieldError,
@@ -263,6 +264,11 @@ class EtcdClusterSpec:
         default=False,
         schema_default=False,
     )
+    backup: ClusterBackup | None = prop(
+        "Backups of this cluster: the storage the member pods' backup agents can write to and, "
+        "with a schedule, scheduled EtcdBackups with retention and a restore drill.",
+        default=None,
+    )
 
     @classmethod
     def from_dict(cls, data: object) -> EtcdClusterSpec:
@@ -347,7 +353,9 @@ class EtcdClusterStatus:
         int_format="int64",
     )
     conditions: tuple[Condition, ...] = prop(
-        "Available, Progressing, Degraded and EvenSize.", default=(), list_map_keys=("type",)
+        "Available, Progressing, Degraded, EvenSize and, with a backup schedule, BackupReady.",
+        default=(),
+        list_map_keys=("type",),
     )
 
     def to_dict(self) -> dict[str, Any]:
