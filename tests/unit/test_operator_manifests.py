@@ -41,7 +41,7 @@ def test_member_pod_runs_etcd_of_the_spec_version_with_stable_names() -> None:
     assert pod["metadata"]["annotations"][manifests.ANN_INITIAL_STATE] == "new"
     owner = pod["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("EtcdCluster", "u-1", True)
-    assert pod["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert pod["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
     assert "podAntiAffinity" in pod["spec"]["affinity"]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from etcdop.api import API_VERSION, KIND, EtcdCluster
 from etcdop.api.quantity import parse_quantity
+from etcdop.operator import sidecar
 from etcdop.operator.model import quorum
 
 CLIENT_PORT = 2379
@@ -190,8 +191,17 @@ def etcd_args(ec: EtcdCluster, member: str, initial_cluster: str, domain: str) -
     ]
 
 
-def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, domain: str) -> JSON:
-    """The pod of one member; STATE is "new" only for the seed of a new cluster."""
+def member_pod(
+    ec: EtcdCluster,
+    member: str,
+    initial_cluster: str,
+    state: str,
+    domain: str,
+    *,
+    agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
+) -> JSON:
+    """The pod of one member, with the backup agent beside etcd; STATE is "new" only for the
+    seed of a new cluster."""
     tmpl = ec.spec.pod_template
     labels = {**tmpl.labels, **common_labels(ec), LABEL_MEMBER: member}
     annotations = {
@@ -269,8 +279,11 @@ def member_pod(ec: EtcdCluster, member: str, initial_cluster: str, state: str, d
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationGracePeriodSeconds": 30,
+        # Neither etcd nor the agent talks to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "initContainers": [sidecar.agent_container(ec, agent_image, CLIENT_PORT)],
         "containers": [container],
-        "volumes": [volume],
+        "volumes": [volume, *sidecar.agent_volumes(ec)],
         "affinity": dict(tmpl.affinity) if tmpl.affinity else _default_affinity(ec),
     }
     if tmpl.node_selector:

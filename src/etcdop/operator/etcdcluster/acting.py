@@ -21,7 +21,7 @@ from etcdop.etcd import (
     initial_cluster,
 )
 from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, KubeError
-from etcdop.operator import manifests
+from etcdop.operator import manifests, sidecar
 from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.etcdcluster.observing import client_url, pod_ips, pods_of
 from etcdop.operator.model import Member, Observed
@@ -76,10 +76,17 @@ def _initial_cluster_for(members: tuple[Member, ...], member: str, url: str) -> 
 class Actor:
     """Carries out planned steps for the EtcdClusters in CACHES."""
 
-    def __init__(self, caches: Caches, kube: KubeClient, cluster_domain: str) -> None:
+    def __init__(
+        self,
+        caches: Caches,
+        kube: KubeClient,
+        cluster_domain: str,
+        agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
+    ) -> None:
         self.caches = caches
         self.kube = kube
         self.domain = cluster_domain
+        self.agent_image = agent_image
 
     async def act(
         self, ec: EtcdCluster, o: Observed, action: Action, etcd: EtcdClient
@@ -151,7 +158,10 @@ class Actor:
         claim = manifests.data_claim(ec, member)
         if claim is not None and self.caches.claims.get_by(ec.namespace, member) is None:
             await self._create(claim)
-        await self._create(manifests.member_pod(ec, member, initial, state, self.domain))
+        pod = manifests.member_pod(
+            ec, member, initial, state, self.domain, agent_image=self.agent_image
+        )
+        await self._create(pod)
         await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)
 
     async def _create(self, obj: Mapping[str, Any]) -> None:

@@ -26,3 +26,5 @@ class Caches:
     nodes: Store | None = None
     """Nodes, to tell a pod stuck on a lost node from one that is terminating; None when the
     operator may not read nodes (then no pod is ever taken for stuck)."""
+    secrets: Store | None = None
+    """Secrets the operator made (the agents' token); None: no token Secret is kept."""

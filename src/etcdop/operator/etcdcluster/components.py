@@ -1,6 +1,7 @@
 """Components: the objects an EtcdCluster owns besides its members, each kept as rendered.
 
-The Services and the PodDisruptionBudget are configuration (the budget follows spec.size): they
+The Services, the PodDisruptionBudget and the agents' token Secret (created once, see token.py)
+are configuration (the budget follows spec.size): they
 are synced on every reconcile, by server-side apply, and left alone when already as rendered.
 Member pods and their claims are membership, not configuration: only the planner changes them.
 """
@@ -14,17 +15,21 @@ from etcdop.kube.apply import Component
 from etcdop.kube.client import PDBS, SERVICES, KubeClient, KubeError
 from etcdop.operator import manifests
 from etcdop.operator.etcdcluster.cache import Caches
+from etcdop.operator.etcdcluster.token import token_component
 
 log = logging.getLogger(__name__)
 
 
 def components(caches: Caches) -> tuple[Component[EtcdCluster], ...]:
     """Every owned object of an EtcdCluster that is kept as its spec renders it."""
-    return (
+    parts: tuple[Component[EtcdCluster], ...] = (
         Component(SERVICES, caches.services, manifests.peer_service),
         Component(SERVICES, caches.services, manifests.client_service),
         Component(PDBS, caches.pdbs, manifests.pod_disruption_budget),
     )
+    if caches.secrets is not None:
+        parts += (token_component(caches.secrets),)
+    return parts
 
 
 async def sync(

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from etcdop.api import EtcdCluster
-from etcdop.kube.client import NODES, PDBS, PODS, PVCS, SERVICES, KubeClient, Obj
+from etcdop.kube.client import NODES, PDBS, PODS, PVCS, SECRETS, SERVICES, KubeClient, Obj
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.manager import Controller, KeysOf, Manager, Watch, owns
 from etcdop.kube.store import Store
-from etcdop.operator import manifests, metrics
+from etcdop.operator import manifests, metrics, sidecar
 from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS, MANAGED, Caches
 from etcdop.operator.etcdcluster.reconciler import ClusterReconciler
 from etcdop.operator.model import Observed
@@ -54,6 +54,7 @@ def controller(
     *,
     workers: int = 4,
     cluster_domain: str = "cluster.local",
+    agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
     on_action: Callable[[EtcdCluster, Action], None] | None = _record_action,
     on_observed: Callable[[EtcdCluster, Observed], None] | None = _record_members,
 ) -> Controller:
@@ -66,12 +67,14 @@ def controller(
         services=mgr.store(SERVICES, MANAGED),
         pdbs=mgr.store(PDBS, MANAGED),
         nodes=mgr.store(NODES),
+        secrets=mgr.store(SECRETS, MANAGED),
     )
     reconciler = ClusterReconciler(
         caches,
         kube,
         recorder,
         cluster_domain=cluster_domain,
+        agent_image=agent_image,
         on_action=on_action,
         on_observed=on_observed,
     )
@@ -85,6 +88,7 @@ def controller(
             owns(PVCS, label=by_cluster, selector=MANAGED),
             owns(SERVICES, label=by_cluster, selector=MANAGED),
             owns(PDBS, label=by_cluster, selector=MANAGED),
+            owns(SECRETS, label=by_cluster, selector=MANAGED),
         ],
         watches=[Watch(NODES, clusters_on_node(caches.pods))],
         workers=workers,

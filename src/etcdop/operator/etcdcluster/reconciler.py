@@ -14,6 +14,7 @@ from etcdop.api import EtcdCluster, InvalidObject
 from etcdop.etcd import EtcdClient
 from etcdop.kube.client import KubeClient
 from etcdop.kube.events import EventRecorder
+from etcdop.operator import sidecar
 from etcdop.operator.etcdcluster import components
 from etcdop.operator.etcdcluster.acting import Actor
 from etcdop.operator.etcdcluster.cache import Caches
@@ -39,6 +40,7 @@ class ClusterReconciler:
         recorder: EventRecorder,
         *,
         cluster_domain: str = "cluster.local",
+        agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
         etcd_timeout: float = 3.0,
         on_action: Callable[[EtcdCluster, Action], None] | None = None,
         on_observed: Callable[[EtcdCluster, Observed], None] | None = None,
@@ -49,7 +51,7 @@ class ClusterReconciler:
         self.on_action = on_action
         self.on_observed = on_observed
         self.components = components.components(caches)
-        self.actor = Actor(caches, kube, cluster_domain)
+        self.actor = Actor(caches, kube, cluster_domain, agent_image)
         self.reporter = Reporter(kube, recorder, cluster_domain)
 
     async def reconcile(self, key: str) -> float | None:
