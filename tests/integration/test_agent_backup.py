@@ -277,3 +277,28 @@ async def test_metrics_count_backups_and_failures(setup: Setup) -> None:
     size = [line for line in text.splitlines()
             if line.startswith("etcdop_agent_backup_size_bytes{")]
     assert size and float(size[0].rsplit(" ", 1)[1]) > 0
+
+
+async def test_delete_removes_one_backup_of_its_own_cluster_only(setup: Setup) -> None:
+    await write_keys(setup.client, "/delete", 20)
+    bucket = setup.s3.new_bucket()
+    first = await setup.post("/v1/backups", {"storage": setup.storage(bucket)})
+    await write_keys(setup.client, "/delete-more", 1)  # a new revision: a second backup's key
+    second = await setup.post("/v1/backups", {"storage": setup.storage(bucket)})
+    assert first.status_code == second.status_code == 201
+    keep = sorted(setup.s3.keys(bucket))
+    foreign = first.json()["metadataKey"].replace("/default/demo/", "/default/other/")
+
+    refused = await setup.post(
+        "/v1/backups/delete", {"storage": setup.storage(bucket), "metadataKey": foreign}
+    )
+    deleted = await setup.post(
+        "/v1/backups/delete",
+        {"storage": setup.storage(bucket), "metadataKey": first.json()["metadataKey"]},
+    )
+
+    assert refused.status_code == 400 and "is not under" in refused.json()["error"]["message"]
+    assert deleted.status_code == 200 and deleted.json() == {"deleted": 2}
+    first_dir = first.json()["metadataKey"].rsplit("/", 1)[0] + "/"
+    assert sorted(setup.s3.keys(bucket)) == [k for k in keep if not k.startswith(first_dir)]
+    assert len(setup.s3.keys(bucket)) == 2

@@ -1,4 +1,5 @@
-"""The agent's HTTP API (aiohttp): `/healthz`, `/metrics`, `POST /v1/backups`, `POST /v1/verify`.
+"""The agent's HTTP API (aiohttp): `/healthz`, `/metrics`, `POST /v1/backups`, `/v1/verify`,
+`/v1/backups/delete`.
 
 Every route needs the per-cluster token; a refused request is logged as a refusal and nothing
 else happens. Requests name where to store (bucket, endpoint...) but never carry credentials:
@@ -28,6 +29,7 @@ from etcdop.etcd import EtcdClient, EtcdError
 from etcdop.objectstore import (
     COMPRESSIONS,
     AbortRetrier,
+    BackupKey,
     Credentials,
     ObjectStore,
     StoreConfig,
@@ -84,6 +86,7 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/v1/backups", _backup)
     app.router.add_post("/v1/verify", _verify)
+    app.router.add_post("/v1/backups/delete", _delete)
     app.cleanup_ctx.append(_retry_aborts)
     return app
 
@@ -194,6 +197,28 @@ async def _verify(request: web.Request) -> web.Response:
             )
     agent.metrics.drill("verified" if result.verified else "failed")
     return web.json_response({_camel(k): v for k, v in asdict(result).items()})
+
+
+async def _delete(request: web.Request) -> web.Response:
+    """Body: {"storage": {...}, "metadataKey": "..."}. Deletes that backup's objects (its
+    metadata first), only under this cluster's own directory; 200 with {"deleted": n}."""
+    agent = request.app[AGENT]
+    try:
+        body = await _json(request)
+        key = _str(body, "metadataKey")
+        plan = agent.settings.plan
+        prefix = _str(_object(body, "storage"), "prefix")
+        backup = BackupKey.parse(prefix, plan.namespace, plan.cluster, key)
+        store = agent.store(body)
+    except ValueError as exc:
+        return _error(400, "InvalidRequest", str(exc))
+    try:
+        deleted = await store.delete_backup(backup)
+    except StoreError as exc:
+        log.error("backup deletion failed", extra={"key": key, "error": str(exc)})
+        return _error(502, exc.reason, str(exc))
+    log.info("backup deleted", extra={"key": key, "objects": deleted})
+    return web.json_response({"deleted": deleted})
 
 
 def _reason(exc: BaseException) -> str:
