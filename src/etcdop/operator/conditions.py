@@ -68,6 +68,9 @@ def compute_status(
         _even_size(o.spec.size),
     )
     stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
+    # Conditions other controllers own (BackupReady, from the backup schedule) are kept as is.
+    computed = {c.type for c in conditions}
+    stamped += tuple(c for c in previous.conditions if c.type not in computed)
     members = _members(o, previous)
     if isinstance(action, RemoveMember):
         # The status records the membership the removal leaves behind, even when its answer was

@@ -21,7 +21,7 @@ from etcdop.kube.events import EventRecorder
 from etcdop.kube.informer import CacheSyncError
 from etcdop.kube.leader import LeaderElector
 from etcdop.kube.manager import Controller, Manager
-from etcdop.operator import etcdcluster, metrics
+from etcdop.operator import backupschedule, etcdbackup, etcdcluster, metrics, sidecar
 
 log = logging.getLogger("etcdop.operator")
 
@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="cluster.local",
         help="the Kubernetes cluster's DNS domain (default cluster.local)",
     )
+    p.add_argument(
+        "--agent-image",
+        default=sidecar.DEFAULT_AGENT_IMAGE,
+        help="image of the backup agent sidecar in member pods: the operator's own image "
+        f"(default {sidecar.DEFAULT_AGENT_IMAGE})",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -81,7 +87,10 @@ def controllers(
             recorder,
             workers=args.workers,
             cluster_domain=args.cluster_domain,
+            agent_image=args.agent_image,
         ),
+        etcdbackup.controller(manager, client, recorder),
+        backupschedule.controller(manager, client, recorder),
     ]
 
 

@@ -5,12 +5,17 @@ The per-controller ones (reconciles, errors, duration, queue depth) belong to th
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from etcdop.kube.metrics import QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 
 __all__ = [
     "ACTIONS",
+    "BACKUP_DRILLS",
+    "BACKUP_DURATION",
+    "BACKUP_FAILURES",
+    "BACKUP_LAST_SUCCESS",
+    "BACKUP_SIZE",
     "LEADER",
     "MEMBERS",
     "MEMBER_STATES",
@@ -33,3 +38,30 @@ MEMBERS = Gauge(
 LEADER = Gauge("etcdop_leader", "1 while this replica holds the leader lease.")
 
 MEMBER_STATES = ("healthy", "unhealthy", "learner")
+
+BACKUP_DURATION = Histogram(
+    "etcdop_backup_duration_seconds",
+    "Time from the backup call to the agent's answer, for backups that succeeded.",
+    ["namespace", "cluster"],
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+BACKUP_SIZE = Gauge(
+    "etcdop_backup_size_bytes",
+    "Size of the last successful backup as stored.",
+    ["namespace", "cluster"],
+)
+BACKUP_LAST_SUCCESS = Gauge(
+    "etcdop_backup_last_success_timestamp_seconds",
+    "Unix time of the last successful backup: alert when it gets old.",
+    ["namespace", "cluster"],
+)
+BACKUP_FAILURES = Counter(
+    "etcdop_backup_failures_total",
+    "Backups that ended Failed, by reason.",
+    ["namespace", "cluster", "reason"],
+)
+BACKUP_DRILLS = Counter(
+    "etcdop_backup_drills_total",
+    "Restore drills by result: verified, failed (the backup is bad) or error (could not run).",
+    ["namespace", "cluster", "result"],
+)
