@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from e2e.localcluster.binaries import cache_dir
+from e2e.localcluster.binaries import ETCD_VERSIONS, cache_dir
 
 ETCD_REPOS = ("gcr.io/etcd-development/etcd", "quay.io/coreos/etcd")
 ETCDOP_REPOS = ("etcdop", "localhost/etcdop", "ghcr.io/etcdop/etcdop")
@@ -71,7 +71,9 @@ def builtin_image(ref: str) -> Image | None:
             return Image(ref, (str(d),), (), ("etcd",))
         return None
     if repo in ETCDOP_REPOS:
-        return Image(ref, (str(etcdop_image_dir()),), ("etcdop",), ())
+        # As the Dockerfile builds it: the package, plus etcd's tools for the restore drill.
+        tools = cache_dir() / "bin" / f"etcd-{ETCD_VERSIONS[0]}"
+        return Image(ref, (str(etcdop_image_dir()), str(tools)), ("etcdop",), ())
     return None
 
 

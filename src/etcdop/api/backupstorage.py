@@ -11,22 +11,25 @@ import re
 from croniter import croniter
 
 from etcdop.api.schema import Rule, api_type, prop
+from etcdop.api.semver import cel_string
 
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_NAME_RULE = Rule(
-    cel=f"self.matches('{SECRET_NAME_PATTERN}')",
+    cel=f"self.matches({cel_string(SECRET_NAME_PATTERN)})",
     message="must be the name of a Secret in the cluster's namespace",
     check=lambda v: re.match(SECRET_NAME_PATTERN, v) is not None,
 )
 DURATION_PATTERN = r"^([0-9]+[smhd])+$"
 DURATION_RULE = Rule(
-    cel=f"self.matches('{DURATION_PATTERN}')",
+    cel=f"self.matches({cel_string(DURATION_PATTERN)})",
     message="must be a duration such as 168h, 7d or 1h30m (units s, m, h, d)",
     check=lambda v: re.match(DURATION_PATTERN, v) is not None,
 )
-CRON_FIELDS_PATTERN = r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|\S+( +\S+){4})$"
+CRON_FIELDS_PATTERN = (
+    r"^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|[^ ]+( +[^ ]+){4})$"
+)
 SCHEDULE_RULE = Rule(
-    cel=f"self.matches('{CRON_FIELDS_PATTERN}')",
+    cel=f"self.matches({cel_string(CRON_FIELDS_PATTERN)})",
     message="must be a cron schedule of 5 fields such as '0 3 * * *' (or @hourly, @daily, ...)",
     check=lambda v: re.match(CRON_FIELDS_PATTERN, v) is not None and croniter.is_valid(v),
 )

@@ -14,6 +14,7 @@ from typing import Any
 from etcdop.api.backupstorage import COMPRESSIONS, ENCRYPTIONS, BackupStorage
 from etcdop.api.etcdcluster import GROUP, NAME_PATTERN, VERSION, Condition
 from etcdop.api.schema import FieldError, Rule, api_type, decode, encode, prop, validate
+from etcdop.api.semver import cel_string
 
 KIND = "EtcdBackup"
 PLURAL = "etcdbackups"
@@ -28,7 +29,7 @@ FINALIZER = "etcdop.io/backup-objects"
 """Held while deletionPolicy is Delete: the S3 objects go before the EtcdBackup does."""
 
 CLUSTER_NAME_RULE = Rule(
-    cel=f"self.matches('{NAME_PATTERN}')",
+    cel=f"self.matches({cel_string(NAME_PATTERN)})",
     message="must be the name of an EtcdCluster in this namespace",
     check=lambda v: re.match(NAME_PATTERN, v) is not None,
 )
