@@ -666,11 +666,16 @@ class Operators:
         self.started: list[OperatorProcess] = []
 
     def start(
-        self, identity: str, *, namespace: str | None = None, lease_namespace: str | None = None
+        self,
+        identity: str,
+        *,
+        namespace: str | None = None,
+        lease_namespace: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> OperatorProcess:
         op = OperatorProcess(
             self.kubeconfig, self.log_dir, identity,
-            namespace=namespace, lease_namespace=lease_namespace,
+            namespace=namespace, lease_namespace=lease_namespace, extra_args=extra_args,
         )
         op.start()
         self.started.append(op)

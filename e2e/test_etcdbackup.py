@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +21,15 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     ETCD_VERSION,
     GROUP_VERSION,
     KubeClient,
     OperatorProcess,
+    Operators,
     condition,
     create_cluster,
     delete_namespace,
@@ -35,6 +40,7 @@ from e2e.operator import (
     new_namespace,
     patch_spec,
     wait_cluster_ready,
+    wait_lease_holder,
 )
 from etcdop.operator.sidecar import AGENT_PORT
 from tests.integration.test_agent_backup import restored_keys
@@ -96,6 +102,46 @@ class Env:
 
         await eventually(check, within, f"EtcdBackup {name}: {what}")
         return seen
+
+
+AGENT_IMAGE = "etcdop-checkout:e2e"
+
+
+def checkout_image(directory: Path) -> Path:
+    """A directory playing an etcdop image that runs THIS checkout's code (the pods' processes do
+    not inherit the tests' PYTHONPATH, so the built-in etcdop image runs the installed package),
+    with etcd's tools beside it, as the Dockerfile's image has them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
+    script = directory / "etcdop"
+    script.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} "
+        '-c "import sys; from etcdop.cli import main; sys.exit(main())" "$@"\n'
+    )
+    script.chmod(0o755)
+    for tool in ("etcd", "etcdutl", "etcdctl"):
+        link = directory / tool
+        if not link.exists():
+            link.symlink_to(bin_path(tool, f"v{ETCD_VERSION}"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+async def operator(
+    etcdcluster_crd: KubeClient,
+    operators: Operators,
+    lease_namespace: str,
+    local_node: LocalNode,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> OperatorProcess:
+    """The module's operator, making member pods whose agent runs this checkout's code."""
+    local_node.add_image(AGENT_IMAGE, checkout_image(tmp_path_factory.mktemp("agent-image")),
+                         entrypoint=["etcdop"])
+    op = operators.start("op-etcdbackup", lease_namespace=lease_namespace,
+                         extra_args=[f"--agent-image={AGENT_IMAGE}"])
+    await op.wait_serving()
+    await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)
+    return op
 
 
 def secret(name: str, access: str, key: str) -> dict[str, Any]:
@@ -163,6 +209,7 @@ async def test_member_pods_run_the_agent_as_a_native_sidecar_without_api_credent
     pod = (await member_pods(env.kube, "good", env.ns))[0]
     sidecars = pod["spec"]["initContainers"]
     assert [(c["name"], c["restartPolicy"]) for c in sidecars] == [("backup-agent", "Always")]
+    assert sidecars[0]["image"] == AGENT_IMAGE
     assert pod["spec"]["automountServiceAccountToken"] is False
     mounts = {m["mountPath"] for m in sidecars[0]["volumeMounts"]}
     assert {"/etc/etcdop/token", "/etc/etcdop/s3/s3-creds"} <= mounts
