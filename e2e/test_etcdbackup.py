@@ -348,3 +348,20 @@ async def test_a_schedule_every_minute_with_keep_last_2_keeps_two_verified_backu
     owners = {r["kind"] for b in state["items"] for r in b["metadata"]["ownerReferences"]}
     assert owners == {"EtcdCluster"}
     assert state["ready"]["reason"] == "BackupSucceeded"
+
+
+async def test_members_with_the_agent_pass_restricted_pod_security(env: Env) -> None:
+    kube = env.kube
+    ns = await new_namespace(kube, "ec-bak-restricted")
+    try:
+        await kube.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest"}}})
+        await kube.create(f"/api/v1/namespaces/{ns}/secrets", secret(
+            "s3-creds", env.endpoint.access_key, env.endpoint.secret_key))
+        await create_cluster(kube, etcd_cluster("strict", ns, 1, backup={"storage": env.storage()}))
+        await wait_cluster_ready(kube, "strict", ns, 1, READY_WITHIN)
+        pod = (await member_pods(kube, "strict", ns))[0]
+        assert [c["name"] for c in pod["spec"]["initContainers"]] == ["backup-agent"]
+    finally:
+        await kube.delete(f"/api/v1/namespaces/{ns}")
