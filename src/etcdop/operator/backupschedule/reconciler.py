@@ -117,7 +117,10 @@ class ScheduleReconciler:
             else:
                 await self._create(raw, ec, backup, when.slot)
         await self._prune(raw, ec, backup, owned, slots, now)
-        await self._report(raw, ec, backup.schedule, owned, slots, now)
+        try:
+            await self._report(raw, ec, backup.schedule, owned, slots, now)
+        except ConflictError:
+            return 1.0  # the cluster changed since it was read: look again with the new one
         if when.slot is not None and unfinished:
             return 5.0
         return min(max((when.next - now).total_seconds(), 0.0) + 0.5, MAX_SLEEP)
