@@ -29,7 +29,7 @@ from e2e.operator import (
     patch_spec,
     wait_cluster_ready,
 )
-from e2e.workload import unreadable
+from e2e.workload import unreadable, write_keys
 from etcdop.etcd import EtcdError
 from etcdop.operator.manifests import DATA_DIR, ETCD_CONTAINER
 from tests.waiting import eventually
@@ -44,14 +44,6 @@ Obj = dict[str, Any]
 def _node(local_node: LocalNode) -> LocalNode:
     """Every scenario here runs member pods: the node agent must be up."""
     return local_node
-
-
-async def write(kube: KubeClient, name: str, ns: str, prefix: str, count: int) -> list[str]:
-    keys = [f"{prefix}/{n:06d}" for n in range(count)]
-    async with etcd_client(kube, name, ns) as etcd:
-        for k in keys:
-            await etcd.put(k, str(int(k.rsplit("/", 1)[1])))
-    return keys
 
 
 async def events(kube: KubeClient, ns: str, name: str) -> list[Obj]:
@@ -93,7 +85,7 @@ async def test_a_size_1_emptydir_cluster_survives_a_crash(
     kube = etcdcluster_crd
     await create_cluster(kube, etcd_cluster("solo", namespace, 1))
     await wait_cluster_ready(kube, "solo", namespace, 1, READY_WITHIN)
-    keys = await write(kube, "solo", namespace, "solo", 50)
+    keys = await write_keys(kube, "solo", namespace, "solo", 50)
     ids = await member_ids(kube, "solo", namespace)
     (pod,) = await member_pods(kube, "solo", namespace)
 
@@ -116,7 +108,7 @@ async def test_an_emptied_seed_never_founds_a_second_cluster(
     kube = etcdcluster_crd
     await create_cluster(kube, etcd_cluster("seed", namespace, 1))
     await wait_cluster_ready(kube, "seed", namespace, 1, READY_WITHIN)
-    await write(kube, "seed", namespace, "seed", 20)
+    await write_keys(kube, "seed", namespace, "seed", 20)
     (pod,) = await member_pods(kube, "seed", namespace)
 
     async def marked() -> bool:
@@ -149,7 +141,7 @@ async def test_restarts_are_not_data_loss(
     kube = etcdcluster_crd
     await create_cluster(kube, etcd_cluster("crashy", namespace, 3))
     await wait_cluster_ready(kube, "crashy", namespace, 3, READY_WITHIN)
-    keys = await write(kube, "crashy", namespace, "crashy", 50)
+    keys = await write_keys(kube, "crashy", namespace, "crashy", 50)
     ids = await member_ids(kube, "crashy", namespace)
     leader = await etcd_leader(kube, "crashy", namespace)
     victim = next(

@@ -600,6 +600,17 @@ class Writer:
         )
 
 
+async def write_keys(kube: KubeClient, name: str, ns: str, prefix: str, count: int) -> list[str]:
+    """Write COUNT keys `<prefix>/<n>` holding n (what `unreadable` checks) through the pod
+    IPs of cluster NAME; every one is acknowledged when this returns."""
+    keys = [f"{prefix}/{n:06d}" for n in range(count)]
+    endpoints = await member_endpoints(kube, name, ns)
+    async with EtcdClient(sorted(endpoints.values()), timeout=5.0) as client:
+        for k in keys:
+            await client.put(k, str(int(k.rsplit("/", 1)[1])))
+    return keys
+
+
 async def unreadable(kube: KubeClient, name: str, ns: str, keys: list[str]) -> list[str]:
     """The keys of KEYS that a linearizable read does not return with their written value
     (`<prefix>/<n>` holds n); reads go in parallel batches."""
