@@ -228,6 +228,5 @@ async def test_wiped_member_crash_loops_with_its_fatal_error_in_last_state(
                        "lastState.terminated.message with etcd's tocommit panic")
     cs = container_status(p, "etcd")
     last = cs["lastState"]["terminated"]
-    print(f"{name} restartCount={cs['restartCount']} lastState={last}")
-    assert last["exitCode"] != 0 and len(last["message"].encode()) <= 2048
-    assert "is out of range [lastIndex(" in last["message"]
+    assert last["exitCode"] != 0 and len(last["message"].encode()) <= 2048, last
+    assert "is out of range [lastIndex(" in last["message"], (cs["restartCount"], last)

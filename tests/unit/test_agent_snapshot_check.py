@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import given
@@ -60,7 +61,7 @@ async def test_verified_raises_after_the_last_chunk() -> None:
     data = bytearray(snapshot(2))
     data[10] ^= 1
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield bytes(data[:5000])
         yield bytes(data[5000:])
 
