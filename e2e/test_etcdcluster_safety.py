@@ -335,9 +335,7 @@ async def test_claims_outlive_their_cluster_and_are_never_adopted(
     storage = {"persistentVolumeClaim": {"size": "64Mi"}}
     await create_cluster(kube, etcd_cluster("keep", namespace, 1, storage=storage))
     await wait_cluster_ready(kube, "keep", namespace, 1, READY_WITHIN)
-    first = {
-        c["metadata"]["name"]: c["metadata"]["uid"] for c in await claims(kube, namespace, "keep")
-    }
+    first = await claims(kube, namespace, "keep")
     assert len(first) == 1, first
     await delete_cluster(kube, "keep", namespace)
 
@@ -345,16 +343,12 @@ async def test_claims_outlive_their_cluster_and_are_never_adopted(
         return not await member_pods(kube, "keep", namespace)
 
     await eventually(pods_gone, 150, "the deleted cluster's pods to go")
-    kept = {
-        c["metadata"]["name"]: c["metadata"]["uid"] for c in await claims(kube, namespace, "keep")
-    }
+    kept = await claims(kube, namespace, "keep")
     assert kept == first, "Retain (the default) must keep the claims"
 
     await create_cluster(kube, etcd_cluster("keep", namespace, 1, storage=storage))
     await wait_cluster_ready(kube, "keep", namespace, 1, READY_WITHIN)
-    now = {
-        c["metadata"]["name"]: c["metadata"]["uid"] for c in await claims(kube, namespace, "keep")
-    }
+    now = await claims(kube, namespace, "keep")
     assert set(first).issubset(now) and len(now) == 2, now
     assert all(now[n] == first[n] for n in first), "the old claim was replaced"
     (pod,) = await member_pods(kube, "keep", namespace)
