@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from etcdop.operator.backupschedule.readiness import Finished, backup_ready
@@ -66,9 +67,8 @@ def test_failures_go_once_something_newer_finished_but_good_ones_stay() -> None:
 
 
 def finished(name: str, minute: int, phase: str = "Succeeded", **kw: object) -> Finished:
-    base = {"reason": "", "message": "", "verified": True, "verify": True}
-    base.update(kw)
-    return Finished(name, t(3, minute), phase, **base)  # type: ignore[arg-type]
+    plain = Finished(name, t(3, minute), phase, reason="", message="", verified=True, verify=True)
+    return dataclasses.replace(plain, **kw)
 
 
 def test_backup_ready_when_the_last_is_recent_good_and_verified() -> None:
