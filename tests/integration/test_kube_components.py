@@ -63,7 +63,18 @@ async def etcd_cluster(kube: KubeClient, namespace: str) -> dict[str, Any]:
 
 
 async def versions(kube: KubeClient, namespace: str) -> dict[str, str]:
-    """resourceVersion of each component, as the API server has it now."""
+    """resourceVersion of each component, as the API server has it once settled.
+
+    The disruption controller writes the budget's status after each spec change, which moves its
+    resourceVersion; we read it only after that write, so a later change is ours."""
+
+    async def budget_settled() -> bool:
+        pdb = await kube.get(PDBS, "demo-quorum", namespace)
+        assert pdb is not None, "poddisruptionbudgets/demo-quorum is missing"
+        observed = pdb.get("status", {}).get("observedGeneration")
+        return bool(observed == pdb["metadata"]["generation"])
+
+    await eventually(budget_settled, 30, "the disruption controller to observe demo-quorum")
     out = {}
     for res, name in ((SERVICES, "demo-peer"), (SERVICES, "demo-client"), (PDBS, "demo-quorum")):
         obj = await kube.get(res, name, namespace)

@@ -72,6 +72,10 @@ class Kube:
             if ok_missing and e.response is not None and e.response.status_code == 404:
                 return None
             raise
+        except httpx.TransportError as e:
+            # A connection reset is an OSError to every caller here: each already retries those
+            # (a kubelet never gives up a pod because one status write was cut off).
+            raise ConnectionError(f"{method} {path}: {type(e).__name__}: {e}") from e
 
     async def get(self, path: str) -> Obj | None:
         return await self.request("GET", path, ok_missing=True)
