@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     from etcdop.agent.main import add_arguments as add_agent_arguments
 
     add_agent_arguments(agent)
+    restore = sub.add_parser(
+        "restore", help="restore a backup into a member's data directory (a seed's init step)"
+    )
+    from etcdop.agent.restore import add_arguments as add_restore_arguments
+
+    add_restore_arguments(restore)
     return parser
 
 
@@ -38,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from etcdop.agent.main import main as agent_main
 
         return agent_main(args)
+    if args.command == "restore":
+        from etcdop.agent.restore import main as restore_main
+
+        return restore_main(args)
     print(f"etcdop {args.command}: not implemented yet", file=sys.stderr)
     return 1
 

@@ -56,22 +56,43 @@ class DrillResult:
     message: str = ""
     revision: int = 0
     key_count: int = 0
+    snapshot_key: str = ""
+    sha256: str = ""
+    """Of the object, as its metadata says (and, when verified, as downloaded)."""
+    etcd_version: str = ""
+    """Of the member the snapshot was taken from: a restore checks its target can load it."""
 
 
 async def run_drill(store: ObjectStore, metadata_key: str, tools: DrillTools) -> DrillResult:
     """Verify one backup; a bad backup gives `verified=False` with the reason, while trouble
     reaching the store raises its StoreError (the backup may be fine)."""
-    metadata = BackupMetadata.from_json(await store.get_json(metadata_key))
+    meta = BackupMetadata.from_json(await store.get_json(metadata_key))
     try:
-        revision, keys = await _drill(store, metadata, tools)
+        revision, keys = await _drill(store, meta, tools)
     except DrillFailed as exc:
         log.warning(
             "restore drill failed",
             extra={"key": metadata_key, "reason": exc.reason, "error": exc.message},
         )
-        return DrillResult(False, rfc3339(now()), exc.reason, exc.message)
+        return DrillResult(
+            False,
+            rfc3339(now()),
+            exc.reason,
+            exc.message,
+            snapshot_key=meta.snapshot_key,
+            sha256=meta.sha256,
+            etcd_version=meta.etcd_version,
+        )
     log.info("restore drill passed", extra={"key": metadata_key, "revision": revision})
-    return DrillResult(True, rfc3339(now()), revision=revision, key_count=keys)
+    return DrillResult(
+        True,
+        rfc3339(now()),
+        revision=revision,
+        key_count=keys,
+        snapshot_key=meta.snapshot_key,
+        sha256=meta.sha256,
+        etcd_version=meta.etcd_version,
+    )
 
 
 async def _drill(store: ObjectStore, meta: BackupMetadata, tools: DrillTools) -> tuple[int, int]:

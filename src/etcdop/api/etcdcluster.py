@@ -319,6 +319,27 @@ class Condition:
 
 
 @api_type
+class RestoreStatus:
+    """The last in-place restore (EtcdRestore) of this cluster, as the cluster's reconciler
+    carried it out: recorded before the seed member is created, so a restarted operator resumes
+    it rather than starting another."""
+
+    uid: str = prop("uid of the EtcdRestore.")
+    name: str = prop("Name of the EtcdRestore.", default="")
+    phase: str = prop(
+        "Restoring (old members going, the seed restoring) or Restored (the seed serves).",
+        default="",
+        enum=("Restoring", "Restored"),
+    )
+    snapshot_key: str = prop("The snapshot restored.", default="")
+    revision: int = prop("etcd revision of the restored data.", default=0, int_format="int64")
+    seed: str = prop("The member started from the snapshot.", default="")
+    completion_time: str | None = prop(
+        "When the seed served the restored data.", default=None, string_format="date-time"
+    )
+
+
+@api_type
 class EtcdClusterStatus:
     """The etcd cluster as the operator last observed it."""
 
@@ -356,6 +377,9 @@ class EtcdClusterStatus:
         "Available, Progressing, Degraded, EvenSize and, with a backup schedule, BackupReady.",
         default=(),
         list_map_keys=("type",),
+    )
+    restore: RestoreStatus | None = prop(
+        "The last in-place restore from a backup (EtcdRestore).", default=None
     )
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from etcdop.operator.planner import (
     Defragment,
     DeletePod,
     Done,
+    FinishRestore,
     RemoveMember,
     Wait,
     describe,
@@ -88,6 +89,7 @@ def compute_status(
         compacted_revision=_compacted(o, action, refused, previous.compacted_revision),
         defragmented_members=_defragmented(o, action, refused, previous.defragmented_members),
         conditions=stamped,
+        restore=previous.restore,
     )
 
 
@@ -95,6 +97,8 @@ def phase(o: Observed, action: Action, previous: str) -> str:
     """One word for the printer column; Creating and Healing last until the size is reached."""
     if o.spec.paused:
         return "Paused"
+    if o.restore or isinstance(action, FinishRestore):
+        return "Restoring"
     if o.members is None:
         return "Degraded" if o.formed else "Creating"
     voters = o.voters

@@ -21,7 +21,14 @@ from etcdop.kube.events import EventRecorder
 from etcdop.kube.informer import CacheSyncError
 from etcdop.kube.leader import LeaderElector
 from etcdop.kube.manager import Controller, Manager
-from etcdop.operator import backupschedule, etcdbackup, etcdcluster, metrics, sidecar
+from etcdop.operator import (
+    backupschedule,
+    etcdbackup,
+    etcdcluster,
+    etcdrestore,
+    metrics,
+    sidecar,
+)
 
 log = logging.getLogger("etcdop.operator")
 
@@ -90,6 +97,7 @@ def controllers(
             agent_image=args.agent_image,
         ),
         etcdbackup.controller(manager, client, recorder),
+        etcdrestore.controller(manager, client, recorder),
         backupschedule.controller(manager, client, recorder),
     ]
 

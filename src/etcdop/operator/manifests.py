@@ -13,6 +13,7 @@ from etcdop.api import API_VERSION, KIND, EtcdCluster
 from etcdop.api.quantity import parse_quantity
 from etcdop.operator import sidecar
 from etcdop.operator.model import quorum
+from etcdop.operator.restorerequest import LABEL_RESTORE, RestoreRequest
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
@@ -199,11 +200,15 @@ def member_pod(
     domain: str,
     *,
     agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
+    restore: RestoreRequest | None = None,
 ) -> JSON:
     """The pod of one member, with the backup agent beside etcd; STATE is "new" only for the
-    seed of a new cluster."""
+    seed of a new cluster. With RESTORE, the seed of that restore: labelled with its uid, and
+    restoring the snapshot into its data directory before anything else starts."""
     tmpl = ec.spec.pod_template
     labels = {**tmpl.labels, **common_labels(ec), LABEL_MEMBER: member}
+    if restore is not None:
+        labels[LABEL_RESTORE] = restore.uid
     annotations = {
         **tmpl.annotations,
         ANN_INITIAL_STATE: state,
@@ -286,6 +291,18 @@ def member_pod(
         "volumes": [volume, *sidecar.agent_volumes(ec)],
         "affinity": dict(tmpl.affinity) if tmpl.affinity else _default_affinity(ec),
     }
+    if restore is not None:
+        restorer = sidecar.restore_container(
+            ec,
+            agent_image,
+            restore,
+            member=member,
+            peer_url=peer_url(ec, member, domain),
+            data_mount=DATA_DIR,
+            data_dir=f"{DATA_DIR}/data",
+        )
+        spec["initContainers"].insert(0, restorer)
+        spec["volumes"].extend(sidecar.restore_volumes(ec, restore))
     if tmpl.node_selector:
         spec["nodeSelector"] = dict(tmpl.node_selector)
     if tmpl.tolerations:

@@ -55,6 +55,8 @@ class MemberPod:
     image pull, claim not bound), for people."""
     node_lost: bool = False
     """The pod's node is NotReady, unreachable or gone: a Terminating pod there never finishes."""
+    restore: str = ""
+    """uid of the EtcdRestore whose seed this pod is (its label); "" for every other pod."""
 
     @property
     def running(self) -> bool:
@@ -161,6 +163,9 @@ class Observed:
     unconfirmed: str = ""
     """Why the member list some members answered was not trusted (members is then None): fewer
     of them agree than a quorum of the voters last recorded. Said in the Wait."""
+    restore: str = ""
+    """uid of an EtcdRestore to carry out in place (annotated on the cluster and not yet
+    recorded as Restored in its status); "" when there is none."""
 
     def pod(self, name: str) -> MemberPod | None:
         return next((p for p in self.pods if p.name == name), None)

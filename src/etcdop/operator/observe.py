@@ -16,6 +16,7 @@ from etcdop.etcd import Health, Status
 from etcdop.etcd import Member as EtcdMember
 from etcdop.operator import manifests
 from etcdop.operator.model import Member, MemberHealth, MemberPod, PodPhase, quorum
+from etcdop.operator.restorerequest import restore_uid
 
 DATA_UNUSABLE = (
     ("is out of range [lastIndex", "its raft log is behind what the cluster committed"),
@@ -126,6 +127,7 @@ def member_pod(
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
         waiting=_waiting(pod),
         node_lost=_on_lost_node(pod, nodes),
+        restore=restore_uid(pod),
     )
 
 

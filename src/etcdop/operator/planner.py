@@ -144,6 +144,28 @@ class DisarmAlarm:
 
 
 @dataclass(frozen=True)
+class RestoreSeed:
+    """Create the seed of a restore: a pod labelled with the restore's uid whose first init
+    container restores the snapshot into its data directory before etcd starts (as a new
+    cluster of itself). The shell records the restore in status, and forgets the old
+    membership, before it creates the pod."""
+
+    member: str
+    restore: str
+    reason: str = "RestoreSeed"
+
+
+@dataclass(frozen=True)
+class FinishRestore:
+    """The seed serves the restored data: record the restore as done (status.restore), so the
+    cluster grows back to its size by the ordinary path."""
+
+    member: str
+    restore: str
+    reason: str = "Restored"
+
+
+@dataclass(frozen=True)
 class Wait:
     reason: str
     message: str
@@ -167,6 +189,8 @@ Action = (
     | Compact
     | Defragment
     | DisarmAlarm
+    | RestoreSeed
+    | FinishRestore
     | Wait
     | Done
 )
@@ -200,6 +224,10 @@ def describe(action: Action) -> str:
             return f"defragment member {m} ({i:x}) (NOSPACE alarm)"
         case DisarmAlarm():
             return "disarm the NOSPACE alarm: the database fits its quota again"
+        case RestoreSeed(member=m):
+            return f"create seed member {m}, which restores the snapshot before etcd starts"
+        case FinishRestore(member=m):
+            return f"seed member {m} serves the restored data; growing back to the spec's size"
         case Wait(message=msg):
             return msg
         case Done():
@@ -213,6 +241,8 @@ def plan(o: Observed) -> Action:
     """The one next action that moves the world toward `o.spec` safely."""
     if o.spec.paused:
         return Wait("Paused", "spec.paused is true; set it to false to resume reconciling")
+    if o.restore:
+        return _restore(o, o.restore)
     terminating = sorted(p.name for p in o.pods if p.deleting and not p.stuck)
     if terminating:
         return Wait("PodTerminating", f"waiting for pod {terminating[0]} to terminate")
@@ -248,6 +278,42 @@ def _without_membership(o: Observed) -> Action:
             f"{o.unconfirmed}; no member is added, removed or deleted until they do",
         )
     return Wait("EtcdUnreachable", "no etcd member answers; waiting for the member pods")
+
+
+def _restore(o: Observed, uid: str) -> Action:
+    """Restore in place: every pod of the old cluster goes (and its claim), then one seed made
+    for this restore starts from the snapshot; done once it serves. Decided from the pods' restore
+    labels alone, so a restarted operator neither makes a second seed nor keeps an old member."""
+    old = sorted((p for p in o.pods if p.restore != uid), key=lambda p: p.name)
+    for p in old:
+        if not p.deleting:
+            return DeletePod(p.name, "Restore")
+    for p in old:
+        if p.stuck:
+            return DeletePod(p.name, "Restore", force=True)
+    if old:
+        return Wait("RestoreStopping", f"waiting for pod {old[0].name} of the old cluster to stop")
+    seeds = sorted((p for p in o.pods if p.restore == uid), key=lambda p: p.name)
+    for c in sorted(o.claims - {p.name for p in seeds}):
+        return DeleteClaim(c, reason="Restore")
+    if not seeds:
+        return _fresh_name(o) or RestoreSeed(o.next_member_name, uid)
+    if len(seeds) > 1:
+        return DeletePod(seeds[-1].name, "DuplicateSeed")
+    seed = seeds[0]
+    if seed.deleting:
+        return Wait("RestoreStopping", f"waiting for seed pod {seed.name} to stop")
+    member = next((m for m in o.members or () if m.name == seed.name), None)
+    if member is not None and member.healthy and not member.is_learner:
+        return FinishRestore(seed.name, uid)
+    if seed.finished:
+        return DeletePod(seed.name, "SeedFailed")
+    why = f": {seed.waiting}" if seed.waiting else ""
+    seen = f" (last exit: {seed.last_error})" if seed.last_error else ""
+    return Wait(
+        "Restoring",
+        f"seed member {seed.name} is restoring the snapshot and starting{why}{seen}",
+    )
 
 
 CLUSTER_LOST = (

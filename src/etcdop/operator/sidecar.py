@@ -12,6 +12,7 @@ from typing import Any
 
 from etcdop import __version__
 from etcdop.api import EtcdCluster
+from etcdop.operator.restorerequest import RestoreRequest
 
 JSON = dict[str, Any]
 
@@ -94,6 +95,77 @@ def agent_volumes(ec: EtcdCluster) -> list[JSON]:
             {"name": "s3-credentials", "secret": {"secretName": secret, "defaultMode": 0o440}}
         )
     return volumes
+
+
+RESTORE_CONTAINER = "restore"
+RESTORE_CREDENTIALS_VOLUME = "restore-credentials"
+
+
+def restore_container(
+    ec: EtcdCluster,
+    image: str,
+    req: RestoreRequest,
+    *,
+    member: str,
+    peer_url: str,
+    data_mount: str,
+    data_dir: str,
+) -> JSON:
+    """The seed's first init container: `etcdop restore` downloads the snapshot, checks its
+    sha256 and etcd's digest, and restores it into DATA_DIR before etcd (or the agent) starts.
+    It runs in a pod only the operator creates, with the storage Secret mounted read-only."""
+    secret = req.credentials_secret
+    mounts: list[JSON] = [{"name": "data", "mountPath": data_mount}]
+    if secret:
+        volume = (
+            "s3-credentials" if secret == credentials_secret(ec) else RESTORE_CREDENTIALS_VOLUME
+        )
+        mounts.append(
+            {"name": volume, "mountPath": f"{CREDENTIALS_DIR}/{secret}", "readOnly": True}
+        )
+    args = [
+        "restore",
+        f"--metadata-key={req.metadata_key}",
+        f"--sha256={req.sha256}",
+        f"--bucket={req.bucket}",
+        f"--endpoint={req.endpoint}",
+        f"--region={req.region}",
+        f"--credentials-secret={secret}",
+        f"--s3-credentials-dir={CREDENTIALS_DIR}",
+        f"--encryption={req.encryption}",
+        f"--data-dir={data_dir}",
+        f"--name={member}",
+        f"--initial-cluster={member}={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster-token={ec.name}-{ec.uid}",
+    ]
+    if req.force_path_style:
+        args.append("--force-path-style")
+    return {
+        "name": RESTORE_CONTAINER,
+        "image": image,
+        "args": args,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+
+
+def restore_volumes(ec: EtcdCluster, req: RestoreRequest) -> list[JSON]:
+    """The restore's storage Secret, when the members do not mount it already."""
+    secret = req.credentials_secret
+    if not secret or secret == credentials_secret(ec):
+        return []
+    return [
+        {
+            "name": RESTORE_CREDENTIALS_VOLUME,
+            "secret": {"secretName": secret, "defaultMode": 0o440},
+        }
+    ]
 
 
 def mounts_credentials(pod: JSON, secret: str) -> bool:

@@ -36,12 +36,15 @@ from etcdop.operator.planner import (
     DeletePod,
     DisarmAlarm,
     Done,
+    FinishRestore,
     MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
+    RestoreSeed,
     Wait,
 )
+from etcdop.operator.restorerequest import RestoreRequest
 
 CACHE_WAIT = 10.0
 """Seconds to wait for the cache to show our own write."""
@@ -89,11 +92,24 @@ class Actor:
         self.agent_image = agent_image
 
     async def act(
-        self, ec: EtcdCluster, o: Observed, action: Action, etcd: EtcdClient
+        self,
+        ec: EtcdCluster,
+        o: Observed,
+        action: Action,
+        etcd: EtcdClient,
+        restore: RestoreRequest | None = None,
     ) -> str | None:
-        """Carry out ACTION; return why it did not happen (etcd refused, for now) or None."""
+        """Carry out ACTION; return why it did not happen (etcd refused, for now) or None.
+        RESTORE is the cluster's pending restore request (for RestoreSeed)."""
         try:
             match action:
+                case RestoreSeed(member=m, restore=uid):
+                    if restore is None or restore.uid != uid:
+                        return f"RestoreMissing: no pending restore {uid} on the EtcdCluster"
+                    url = manifests.peer_url(ec, m, self.domain)
+                    await self._create_member_pod(
+                        ec, m, _initial_cluster_for((), m, url), "new", restore
+                    )
                 case Bootstrap(member=m):
                     url = manifests.peer_url(ec, m, self.domain)
                     await self._create_member_pod(ec, m, _initial_cluster_for((), m, url), "new")
@@ -131,7 +147,7 @@ class Actor:
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
-                case Wait() | Done():
+                case Wait() | Done() | FinishRestore():
                     pass
         except LearnerNotReady as e:
             return f"LearnerNotReady: {e}"
@@ -153,13 +169,24 @@ class Actor:
         return claim is None or bool(claim["metadata"].get("deletionTimestamp"))
 
     async def _create_member_pod(
-        self, ec: EtcdCluster, member: str, initial: str, state: str
+        self,
+        ec: EtcdCluster,
+        member: str,
+        initial: str,
+        state: str,
+        restore: RestoreRequest | None = None,
     ) -> None:
         claim = manifests.data_claim(ec, member)
         if claim is not None and self.caches.claims.get_by(ec.namespace, member) is None:
             await self._create(claim)
         pod = manifests.member_pod(
-            ec, member, initial, state, self.domain, agent_image=self.agent_image
+            ec,
+            member,
+            initial,
+            state,
+            self.domain,
+            agent_image=self.agent_image,
+            restore=restore,
         )
         await self._create(pod)
         await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)

@@ -17,6 +17,7 @@ from etcdop.kube.store import labels_match
 from etcdop.operator import manifests, observe
 from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.model import DesiredSpec, Member, Observed
+from etcdop.operator.restorerequest import RestoreRequest
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,11 @@ async def observe_cluster(
     pods: Sequence[Mapping[str, Any]],
     endpoints: Mapping[str, str],
     etcd: EtcdClient,
+    restore: RestoreRequest | None = None,
 ) -> tuple[Observed, str, frozenset[str]]:
     """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
-    whose etcd reports a membership other than the one a quorum agrees on."""
+    whose etcd reports a membership other than the one a quorum agrees on. RESTORE is the
+    cluster's pending restore request, if any."""
     labelled = caches.claims.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name})
     ours = {manifests.LABEL_CLUSTER: ec.name, manifests.LABEL_CLUSTER_UID: ec.uid}
     claims = frozenset(
@@ -65,6 +68,8 @@ async def observe_cluster(
     if endpoints:
         views = await _member_lists(ec, endpoints, etcd)
         known = sum(1 for m in ec.status.members if m.id and not m.is_learner)
+        if restore is not None:
+            known = 0  # the old membership is being replaced; the seed founds a new one
         listed, dissenters, unconfirmed = observe.agreed_membership(views, known)
         if listed is not None:
             answers = await asyncio.gather(
@@ -88,6 +93,7 @@ async def observe_cluster(
         defragmented=frozenset(int(i, 16) for i in ec.status.defragmented_members),
         next_member_name=observe.new_member_name(ec.name, taken),
         unconfirmed=unconfirmed,
+        restore=restore.uid if restore is not None else "",
     )
     return observed, cluster_id, dissenters
 

@@ -21,7 +21,17 @@ from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.etcdcluster.observing import client_url, observe_cluster, pod_ips, pods_of
 from etcdop.operator.etcdcluster.status import Reporter
 from etcdop.operator.model import Observed
-from etcdop.operator.planner import Action, Done, RemoveMember, Wait, describe, plan
+from etcdop.operator.planner import (
+    Action,
+    Done,
+    FinishRestore,
+    RemoveMember,
+    RestoreSeed,
+    Wait,
+    describe,
+    plan,
+)
+from etcdop.operator.restorerequest import pending_restore
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,7 @@ class ClusterReconciler:
             return None
 
         owned_refused = await components.sync(self.kube, ec, self.components)
+        restore = pending_restore((raw.get("metadata") or {}).get("annotations"), ec.status)
         pods = pods_of(self.caches, ec)
         endpoints = {name: client_url(ip) for name, ip in pod_ips(pods).items()}
         async with EtcdClient(
@@ -80,7 +91,7 @@ class ClusterReconciler:
             timeout=self.etcd_timeout,
         ) as etcd:
             observed, cluster_id, dissenters = await observe_cluster(
-                self.caches, ec, pods, endpoints, etcd
+                self.caches, ec, pods, endpoints, etcd, restore
             )
             action = plan(observed)
             if self.on_observed:
@@ -95,18 +106,25 @@ class ClusterReconciler:
                     **({"dissenting": sorted(dissenters)} if dissenters else {}),
                 },
             )
-            if isinstance(action, RemoveMember):
+            if isinstance(action, RemoveMember | RestoreSeed):
                 # Record the smaller membership first: the next look must not hold the removed
-                # voter's absence against the member list (see observe.agreed_membership).
-                await self.reporter.write_status(ec, raw, observed, action, cluster_id)
+                # voter's absence against the member list (see observe.agreed_membership). A
+                # restore's seed is recorded (and the old membership forgotten) before it exists.
+                await self.reporter.write_status(
+                    ec, raw, observed, action, cluster_id, restore=restore
+                )
             agreeing = [url for name, url in endpoints.items() if name not in dissenters]
             if dissenters and agreeing:
                 # membership changes go only to members that share the agreed view
                 async with EtcdClient(agreeing, timeout=self.etcd_timeout) as trusted:
-                    outcome = await self.actor.act(ec, observed, action, trusted)
+                    outcome = await self.actor.act(ec, observed, action, trusted, restore)
             else:
-                outcome = await self.actor.act(ec, observed, action, etcd)
-        await self.reporter.report(ec, raw, observed, action, outcome or owned_refused, cluster_id)
+                outcome = await self.actor.act(ec, observed, action, etcd, restore)
+        await self.reporter.report(
+            ec, raw, observed, action, outcome or owned_refused, cluster_id, restore=restore
+        )
+        if isinstance(action, FinishRestore):
+            return REQUEUE_BUSY
         if self.on_action:
             self.on_action(ec, action)
         if isinstance(action, Done):

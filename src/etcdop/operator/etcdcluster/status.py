@@ -3,13 +3,14 @@ that tell a person what was done, why, or why not."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from etcdop.api import EtcdCluster
-from etcdop.api.etcdcluster import EtcdClusterStatus
+from etcdop.api.etcdcluster import EtcdClusterStatus, RestoreStatus
 from etcdop.kube.client import KubeClient
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.status import patch_status
@@ -17,7 +18,8 @@ from etcdop.operator import manifests
 from etcdop.operator.conditions import compute_status
 from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS
 from etcdop.operator.model import Observed
-from etcdop.operator.planner import Action, Done, Wait, describe
+from etcdop.operator.planner import Action, Done, FinishRestore, RestoreSeed, Wait, describe
+from etcdop.operator.restorerequest import RestoreRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class Reporter:
         action: Action,
         cluster_id: str,
         refused: str | None = None,
+        *,
+        restore: RestoreRequest | None = None,
     ) -> None:
         endpoints = tuple(
             manifests.client_url(ec, m.name, self.domain)
@@ -66,6 +70,7 @@ class Reporter:
             cluster_id=ec.status.cluster_id or cluster_id,
             refused=refused,
         )
+        status = _with_restore(status, action, restore, cluster_id)
         if status != ec.status:
             await patch_status(self.kube, ETCDCLUSTERS, raw, status.to_dict())
 
@@ -77,9 +82,21 @@ class Reporter:
         action: Action,
         refused: str | None,
         cluster_id: str,
+        *,
+        restore: RestoreRequest | None = None,
     ) -> None:
         """The status after ACTION, and an Event for a step taken, refused or a new wait."""
-        await self.write_status(ec, raw, o, action, cluster_id, refused)
+        await self.write_status(ec, raw, o, action, cluster_id, refused, restore=restore)
+        if isinstance(action, FinishRestore) and refused is None and restore is not None:
+            await self.recorder.record(
+                raw,
+                "Normal",
+                "Restored",
+                f"restored from {restore.snapshot_key} (EtcdRestore {restore.name}) at revision "
+                f"{restore.revision}; seed member {action.member} serves, growing back to "
+                f"{ec.spec.size} members",
+            )
+            return
         if refused is not None:
             log.warning(
                 "step refused",
@@ -107,3 +124,48 @@ class Reporter:
         status["phase"] = "Invalid"
         status["observedGeneration"] = int(meta.get("generation", 0))
         await patch_status(self.kube, ETCDCLUSTERS, raw, status)
+
+
+def _with_restore(
+    status: EtcdClusterStatus,
+    action: Action,
+    restore: RestoreRequest | None,
+    cluster_id: str,
+) -> EtcdClusterStatus:
+    """A restore's marks on the status: before its seed exists, the old membership and cluster
+    ID are forgotten (the seed founds a new cluster, which a remembered quorum of old voters
+    would never confirm) and the restore is recorded as Restoring; once the seed serves, as
+    Restored with the new cluster ID."""
+    if restore is None:
+        return status
+    if isinstance(action, RestoreSeed) and action.restore == restore.uid:
+        return dataclasses.replace(
+            status,
+            cluster_id="",
+            members=(),
+            ready_members=0,
+            current_version="",
+            restore=RestoreStatus(
+                uid=restore.uid,
+                name=restore.name,
+                phase="Restoring",
+                snapshot_key=restore.snapshot_key,
+                revision=restore.revision,
+                seed=action.member,
+            ),
+        )
+    if isinstance(action, FinishRestore) and action.restore == restore.uid:
+        return dataclasses.replace(
+            status,
+            cluster_id=cluster_id or status.cluster_id,
+            restore=RestoreStatus(
+                uid=restore.uid,
+                name=restore.name,
+                phase="Restored",
+                snapshot_key=restore.snapshot_key,
+                revision=restore.revision,
+                seed=action.member,
+                completion_time=_now(),
+            ),
+        )
+    return status
