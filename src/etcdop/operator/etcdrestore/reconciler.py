@@ -142,7 +142,7 @@ class RestoreReconciler:
                 )
                 await self._status(raw, st)
                 await self.recorder.normal(raw, "Restored", message)
-                log.info("restore succeeded", extra={"restore": key, "message": message})
+                log.info("restore succeeded", extra={"restore": key, "detail": message})
                 return None
         return None  # pragma: no cover - every step is matched above
 
@@ -157,7 +157,9 @@ class RestoreReconciler:
         )
         await self._status(raw, st)
         await self.recorder.warning(raw, "RestoreFailed", f"{reason}: {message}")
-        log.warning("restore failed", extra={"reason": reason, "error": message})
+        meta = raw.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+        log.warning("restore failed", extra={"restore": where, "reason": reason, "error": message})
 
     async def _check(
         self,

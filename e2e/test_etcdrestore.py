@@ -1,0 +1,281 @@
+"""EtcdRestore end to end (real local cluster, real S3 server, real etcd): a three-member
+cluster is backed up, written to again, and restored in place from the backup; a snapshot with
+flipped bytes is refused before any member is stopped.
+
+Member pods run this checkout's code (the restore init container and the agent), through the
+image `test_etcdbackup.checkout_image` maps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.node.fixtures import LocalNode
+from e2e.localcluster.s3 import S3Endpoint
+from e2e.operator import (
+    ETCD_VERSION,
+    GROUP_VERSION,
+    KubeClient,
+    OperatorProcess,
+    Operators,
+    clusters_path,
+    create_cluster,
+    delete_namespace,
+    etcd_client,
+    etcd_cluster,
+    get_cluster,
+    member_endpoints,
+    member_pods,
+    new_namespace,
+    wait_cluster_ready,
+    wait_lease_holder,
+)
+from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, checkout_image, secret
+from etcdop.operator.restorerequest import ANN_RESTORE
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+SIZE = 3
+READY_WITHIN = 300.0
+BACKUP_WITHIN = 120.0
+RESTORE_WITHIN = 420.0
+CLUSTER = "db"
+
+
+def restores_path(ns: str, name: str = "") -> str:
+    path = f"/apis/{GROUP_VERSION}/namespaces/{ns}/etcdrestores"
+    return f"{path}/{name}" if name else path
+
+
+@dataclass
+class Env:
+    kube: KubeClient
+    ns: str
+    s3: Any
+    endpoint: S3Endpoint
+    bucket: str
+
+    def storage(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "endpoint": self.endpoint.pod_url,
+            "forcePathStyle": True,
+            "region": self.endpoint.region,
+            "credentialsSecret": "s3-creds",
+        }
+
+    async def wait(self, path: str, done: Any, what: str, within: float) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+
+        async def check() -> bool:
+            got = await self.kube.get(path)
+            seen.clear()
+            seen.update(got or {})
+            return got is not None and bool(done(got.get("status") or {}))
+
+        await eventually(check, within, what)
+        return seen
+
+    async def backup(self, name: str) -> dict[str, Any]:
+        body = {
+            "apiVersion": GROUP_VERSION,
+            "kind": "EtcdBackup",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"clusterName": CLUSTER, "storage": self.storage()},
+        }
+        await self.kube.create(backups_path(self.ns), body)
+        got = await self.wait(
+            backups_path(self.ns, name),
+            lambda s: s.get("phase") in ("Succeeded", "Failed"),
+            f"EtcdBackup {name} finished",
+            BACKUP_WITHIN,
+        )
+        assert got["status"]["phase"] == "Succeeded", got["status"]
+        return got
+
+    async def restore(self, name: str, backup: str) -> None:
+        body = {
+            "apiVersion": GROUP_VERSION,
+            "kind": "EtcdRestore",
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {"clusterName": CLUSTER, "source": {"backupName": backup}},
+        }
+        await self.kube.create(restores_path(self.ns), body)
+
+
+@pytest.fixture(scope="module")
+async def operator(
+    etcdcluster_crd: KubeClient,
+    operators: Operators,
+    lease_namespace: str,
+    local_node: LocalNode,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> OperatorProcess:
+    local_node.add_image(
+        AGENT_IMAGE,
+        checkout_image(tmp_path_factory.mktemp("agent-image")),
+        entrypoint=["etcdop"],
+    )
+    op = operators.start(
+        "op-etcdrestore",
+        lease_namespace=lease_namespace,
+        extra_args=[f"--agent-image={AGENT_IMAGE}"],
+    )
+    await op.wait_serving()
+    await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)
+    return op
+
+
+@pytest.fixture(scope="module")
+async def env(
+    etcdcluster_crd: KubeClient,
+    local_node: object,
+    s3_server: S3Endpoint,
+    operator: OperatorProcess,
+    module_namespaces: list[str],
+) -> AsyncIterator[Env]:
+    kube = etcdcluster_crd
+    ns = await new_namespace(kube, "ec-restore")
+    module_namespaces.append(ns)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name=s3_server.region,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    bucket = "e2e-restore-" + os.urandom(4).hex()
+    s3.create_bucket(Bucket=bucket)
+    e = Env(kube, ns, s3, s3_server, bucket)
+    await kube.create(
+        f"/api/v1/namespaces/{ns}/secrets",
+        secret("s3-creds", s3_server.access_key, s3_server.secret_key),
+    )
+    await create_cluster(kube, etcd_cluster(CLUSTER, ns, SIZE, backup={"storage": e.storage()}))
+    await wait_cluster_ready(kube, CLUSTER, ns, SIZE, READY_WITHIN)
+    yield e
+    await delete_namespace(kube, ns)
+
+
+async def write(env: Env, prefix: str, n: int) -> set[str]:
+    written = set()
+    async with etcd_client(env.kube, CLUSTER, env.ns) as etcd:
+        for i in range(n):
+            key = f"{prefix}/{i:05d}"
+            await etcd.put(key, f"value-{i}")
+            written.add(key)
+    return written
+
+
+def keys_on(endpoint: str) -> dict[str, str]:
+    """Every key one member holds (a serializable read: that member's own data)."""
+    etcdctl = [str(bin_path("etcdctl", f"v{ETCD_VERSION}")), f"--endpoints={endpoint}"]
+    res = subprocess.run(
+        [*etcdctl, "--dial-timeout=2s", "--consistency=s", "get", "", "--from-key", "-w", "json"],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    kvs = json.loads(res.stdout).get("kvs", [])
+    return {
+        base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode() for kv in kvs
+    }
+
+
+async def client_service(env: Env) -> dict[str, Any]:
+    svc = await env.kube.get(f"/api/v1/namespaces/{env.ns}/services/{CLUSTER}-client")
+    assert svc is not None
+    return svc
+
+
+async def test_a_snapshot_with_flipped_bytes_is_refused_before_any_member_is_stopped(
+    env: Env,
+) -> None:
+    await write(env, "/flip", 20)
+    got = await env.backup("to-flip")
+    key = got["status"]["snapshotKey"]
+    data = bytearray(env.s3.get_object(Bucket=env.bucket, Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0xFF
+    env.s3.put_object(Bucket=env.bucket, Key=key, Body=bytes(data))
+    before = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
+
+    await env.restore("from-flipped", "to-flip")
+    refused = await env.wait(
+        restores_path(env.ns, "from-flipped"),
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        "EtcdRestore from-flipped finished",
+        BACKUP_WITHIN,
+    )
+
+    st = refused["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "HashMismatch", st
+    assert key in st["message"] and "left untouched" in st["message"], st
+    pods = await member_pods(env.kube, CLUSTER, env.ns)
+    assert {p["metadata"]["uid"] for p in pods} == before
+    assert not any(p["metadata"].get("deletionTimestamp") for p in pods)
+    ec = await get_cluster(env.kube, CLUSTER, env.ns)
+    assert ANN_RESTORE not in (ec["metadata"].get("annotations") or {})
+    async with etcd_client(env.kube, CLUSTER, env.ns) as etcd:  # still serving writes
+        await etcd.put("/flip/after-refusal", "yes")
+        assert await etcd.get("/flip/after-refusal") == b"yes"
+    await wait_cluster_ready(env.kube, CLUSTER, env.ns, SIZE, 30)
+
+
+async def test_restore_in_place_brings_back_exactly_the_backups_keys_at_full_size(
+    env: Env,
+) -> None:
+    await write(env, "/before", 100)
+    endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
+    backed_up = keys_on(sorted(endpoints.values())[0])
+    got = await env.backup("good")
+    after = await write(env, "/after", 50)
+    svc = await client_service(env)
+    old_pods = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
+
+    await env.restore("in-place", "good")
+    done = await env.wait(
+        restores_path(env.ns, "in-place"),
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        "EtcdRestore in-place finished",
+        RESTORE_WITHIN,
+    )
+
+    st = done["status"]
+    assert st["phase"] == "Succeeded", st
+    assert st["revision"] == got["status"]["revision"], (st, got["status"])
+    assert st["snapshotKey"] == got["status"]["snapshotKey"]
+    ec = await wait_cluster_ready(env.kube, CLUSTER, env.ns, SIZE, READY_WITHIN)
+    assert ec["status"]["restore"]["phase"] == "Restored", ec["status"]
+    assert ec["status"]["restore"]["revision"] == got["status"]["revision"]
+    pods = await member_pods(env.kube, CLUSTER, env.ns)
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(live) == SIZE and not {p["metadata"]["uid"] for p in pods} & old_pods
+    endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
+    assert len(endpoints) == SIZE
+    for name, url in sorted(endpoints.items()):
+        held = keys_on(url)
+        assert held == backed_up, f"member {name}: {len(held)} keys, want {len(backed_up)}"
+        assert not after & set(held), f"member {name} holds keys written after the backup"
+    assert len(backed_up) >= 120  # the /flip keys and the /before keys
+    now = await client_service(env)
+    assert now["metadata"]["uid"] == svc["metadata"]["uid"]
+    assert now["spec"]["clusterIP"] == svc["spec"]["clusterIP"]
+    events = await env.kube.items(f"/api/v1/namespaces/{env.ns}/events")
+    reasons = [(e["involvedObject"]["kind"], e.get("reason")) for e in events]
+    assert ("EtcdCluster", "Restored") in reasons, reasons
+    assert ("EtcdRestore", "RestoreStarted") in reasons, reasons
+    raw = await env.kube.get(clusters_path(env.ns, CLUSTER))
+    assert raw is not None and raw["status"]["clusterID"] != ""
