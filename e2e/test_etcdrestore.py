@@ -8,9 +8,12 @@ image `test_etcdbackup.checkout_image` maps.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import os
+import random
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ from e2e.operator import (
     wait_lease_holder,
 )
 from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, checkout_image, secret
-from etcdop.operator.restorerequest import ANN_RESTORE
+from etcdop.operator.restorerequest import ANN_RESTORE, LABEL_RESTORE
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -279,3 +282,97 @@ async def test_restore_in_place_brings_back_exactly_the_backups_keys_at_full_siz
     assert ("EtcdRestore", "RestoreStarted") in reasons, reasons
     raw = await env.kube.get(clusters_path(env.ns, CLUSTER))
     assert raw is not None and raw["status"]["clusterID"] != ""
+
+
+async def test_operator_sigkilled_during_a_restore_finishes_it_once(
+    env: Env, operator: OperatorProcess, lease_namespace: str
+) -> None:
+    """Killed once while the old members stop, once while the seed restores, once while the
+    cluster grows back: one seed ever, no old member left, exactly the backup's keys."""
+    rng = random.Random(12)
+    await write(env, "/kill", 30)
+    endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
+    backed_up = keys_on(sorted(endpoints.values())[0])
+    await env.backup("for-kill")
+    after = await write(env, "/kill-after", 20)
+    old_pods = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
+    seen: dict[str, dict[str, str]] = {}  # pod uid -> its labels, every pod ever seen
+
+    async def watch_pods() -> None:
+        while True:
+            for p in await member_pods(env.kube, CLUSTER, env.ns):
+                seen[p["metadata"]["uid"]] = dict(p["metadata"].get("labels") or {})
+            await asyncio.sleep(0.05)  # a 20 Hz sample of the pods, not a sync
+
+    async def world() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        ec = await get_cluster(env.kube, CLUSTER, env.ns)
+        pods = await member_pods(env.kube, CLUSTER, env.ns)
+        r = await env.kube.get(restores_path(env.ns, "under-kill")) or {}
+        return ec, pods, r
+
+    def seeds(pods: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
+        return [p for p in pods if p["metadata"].get("labels", {}).get(LABEL_RESTORE) == uid]
+
+    def stopping(ec: dict[str, Any], pods: list[dict[str, Any]], r: dict[str, Any]) -> bool:
+        uid = r.get("metadata", {}).get("uid", "")
+        annotated = uid and uid in (ec["metadata"].get("annotations") or {}).get(ANN_RESTORE, "")
+        return bool(annotated) and not seeds(pods, uid)
+
+    def restoring(ec: dict[str, Any], pods: list[dict[str, Any]], r: dict[str, Any]) -> bool:
+        uid = r.get("metadata", {}).get("uid", "")
+        done = (ec.get("status") or {}).get("restore") or {}
+        return bool(uid and seeds(pods, uid)) and not (
+            done.get("uid") == uid and done.get("phase") == "Restored"
+        )
+
+    def growing(ec: dict[str, Any], pods: list[dict[str, Any]], r: dict[str, Any]) -> bool:
+        uid = r.get("metadata", {}).get("uid", "")
+        st = ec.get("status") or {}
+        done = st.get("restore") or {}
+        restored = done.get("uid") == uid and done.get("phase") == "Restored"
+        return restored and len([p for p in pods if p["metadata"]["uid"] not in old_pods]) > 1
+
+    kills: list[str] = []
+    watcher = asyncio.create_task(watch_pods())
+    try:
+        await env.restore("under-kill", "for-kill")
+        for stage, cond in (("stopping", stopping), ("restoring", restoring), ("growing", growing)):
+
+            async def holds(cond: Any = cond) -> bool:
+                return bool(cond(*await world()))
+
+            await eventually(holds, RESTORE_WITHIN, f"restore stage {stage}", every=0.05)
+            await asyncio.sleep(rng.uniform(0.0, 0.2))  # WHEN to kill, not a sync
+            operator.kill()
+            if await holds():  # the operator is dead: the stage cannot have moved on since
+                kills.append(stage)
+            operator.start()  # same identity: it may take its own lease back at once
+            await operator.wait_serving()
+        await wait_lease_holder(env.kube, lease_namespace, operator.identity, 60)
+        done = await env.wait(
+            restores_path(env.ns, "under-kill"),
+            lambda s: s.get("phase") in ("Succeeded", "Failed"),
+            "EtcdRestore under-kill finished",
+            RESTORE_WITHIN,
+        )
+        await wait_cluster_ready(env.kube, CLUSTER, env.ns, SIZE, READY_WITHIN)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if not operator.alive:
+            operator.start()
+
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert len(kills) >= 2, f"kills that landed inside their stage: {kills}"
+    uid = done["metadata"]["uid"]
+    ever_seeds = [u for u, labels in seen.items() if labels.get(LABEL_RESTORE) == uid]
+    assert len(ever_seeds) == 1, f"seeds ever made: {ever_seeds} (kills: {kills})"
+    pods = await member_pods(env.kube, CLUSTER, env.ns)
+    assert not {p["metadata"]["uid"] for p in pods} & old_pods
+    endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
+    assert len(endpoints) == SIZE
+    for name, url in sorted(endpoints.items()):
+        held = keys_on(url)
+        assert held == backed_up, f"member {name}: {len(held)} keys, want {len(backed_up)}"
+        assert not after & set(held)

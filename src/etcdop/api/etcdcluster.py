@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from etcdop.api.backupstorage import ClusterBackup
+from etcdop.api.backupstorage import DURATION_RULE, ClusterBackup
 from etcdop.api.quantity import is_positive_quantity
 from etcdop.api.schema import (
     FieldError,
@@ -213,6 +213,27 @@ class PodTemplate:
 
 
 @api_type
+class Recovery:
+    """What the operator does when a majority of voting members is gone for good."""
+
+    quorum_loss_timeout: str = prop(
+        "How long a quorum may be missing (members gone, data lost, crash-looping) before the "
+        "QuorumLost condition is set, such as 5m.",
+        default="5m",
+        schema_default="5m",
+        max_length=32,
+        rules=(DURATION_RULE,),
+    )
+    auto_restore: bool = prop(
+        "Once QuorumLost is set, restore the cluster in place from its newest verified "
+        "EtcdBackup (an EtcdRestore the operator creates). Off: nothing destructive is done; "
+        "the condition says what to do.",
+        default=False,
+        schema_default=False,
+    )
+
+
+@api_type
 class EtcdClusterSpec:
     """The etcd cluster you want: how many members, which etcd version, where data lives."""
 
@@ -268,6 +289,10 @@ class EtcdClusterSpec:
         "Backups of this cluster: the storage the member pods' backup agents can write to and, "
         "with a schedule, scheduled EtcdBackups with retention and a restore drill.",
         default=None,
+    )
+    recovery: Recovery = prop(
+        "Recovery from quorum loss: when to say so, and whether to restore by itself.",
+        default_factory=Recovery,
     )
 
     @classmethod

@@ -6,6 +6,7 @@ what the operator is doing or why it is stuck.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus
@@ -59,16 +60,23 @@ def compute_status(
     client_endpoints: tuple[str, ...] = (),
     cluster_id: str = "",
     refused: str | None = None,
+    quorum_loss_timeout: float = 300.0,
+    restore_hint: str = "",
 ) -> EtcdClusterStatus:
     """The status to write after planning `action` for `o`; `now` is an RFC 3339 time.
-    REFUSED is why the action was not carried out (etcd or the API server said no)."""
-    conditions = (
+    REFUSED is why the action was not carried out (etcd or the API server said no).
+    QUORUM_LOSS_TIMEOUT (seconds) is how long Available may be False for a lost quorum before
+    QuorumLost is set; RESTORE_HINT is what the QuorumLost message tells to do."""
+    first: tuple[Condition, ...] = (
         _available(o),
         _progressing(action, refused),
         _degraded(o),
         _even_size(o.spec.size),
     )
-    stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
+    stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in first)
+    lost = _quorum_lost(o, stamped[0], now, quorum_loss_timeout, restore_hint)
+    stamped += (_stamp(lost, previous, generation=generation, now=now),)
+    conditions = (*first, lost)
     # Conditions other controllers own (BackupReady, from the backup schedule) are kept as is.
     computed = {c.type for c in conditions}
     stamped += tuple(c for c in previous.conditions if c.type not in computed)
@@ -142,6 +150,46 @@ def _available(o: Observed) -> Condition:
         "QuorumHealthy",
         f"{healthy} of {len(voters)} voting members are healthy (quorum {need})",
     )
+
+
+QUORUM_LOST = "QuorumLost"
+LOSS_REASONS = frozenset({"QuorumLost", "EtcdUnreachable", "ClusterLost"})
+"""Reasons of Available=False that mean the cluster had a quorum and lost it."""
+
+
+def _quorum_lost(
+    o: Observed, available: Condition, now: str, timeout: float, hint: str
+) -> Condition:
+    """True once Available has been False for a lost quorum for TIMEOUT seconds (counted from
+    its lastTransitionTime, so a restarted operator counts on). Never during a restore."""
+    if o.restore:
+        return _cond(QUORUM_LOST, False, "Restoring", "the cluster is being restored in place")
+    if available.status == "True" or available.reason not in LOSS_REASONS:
+        return _cond(QUORUM_LOST, False, "QuorumPresent", "no quorum loss seen")
+    since = available.last_transition_time or now
+    gone = (_parse_time(now) - _parse_time(since)).total_seconds()
+    if gone < timeout:
+        return _cond(
+            QUORUM_LOST,
+            False,
+            "QuorumMissing",
+            f"no quorum since {since}; QuorumLost is set after spec.recovery.quorumLossTimeout",
+        )
+    todo = hint or (
+        "create an EtcdRestore naming this cluster and a verified EtcdBackup, or set "
+        "spec.recovery.autoRestore: true to have the operator restore the newest verified backup"
+    )
+    return _cond(
+        QUORUM_LOST,
+        True,
+        available.reason,
+        f"no quorum since {since} ({available.message}); nothing is deleted by the operator "
+        f"until a restore is asked for: {todo}",
+    )
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
 def _progressing(action: Action, refused: str | None) -> Condition:

@@ -22,6 +22,7 @@ from etcdop.kube.informer import CacheSyncError
 from etcdop.kube.leader import LeaderElector
 from etcdop.kube.manager import Controller, Manager
 from etcdop.operator import (
+    autorestore,
     backupschedule,
     etcdbackup,
     etcdcluster,
@@ -98,6 +99,7 @@ def controllers(
         ),
         etcdbackup.controller(manager, client, recorder),
         etcdrestore.controller(manager, client, recorder),
+        autorestore.controller(manager, client, recorder),
         backupschedule.controller(manager, client, recorder),
     ]
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from etcdop.api import EtcdCluster
+from etcdop.api.backupstorage import parse_duration
 from etcdop.api.etcdcluster import EtcdClusterStatus, RestoreStatus
 from etcdop.kube.client import KubeClient
 from etcdop.kube.events import EventRecorder
@@ -69,6 +70,15 @@ class Reporter:
             client_endpoints=endpoints,
             cluster_id=ec.status.cluster_id or cluster_id,
             refused=refused,
+            quorum_loss_timeout=parse_duration(
+                ec.spec.recovery.quorum_loss_timeout
+            ).total_seconds(),
+            restore_hint=(
+                "spec.recovery.autoRestore is true: the operator restores the newest verified "
+                "EtcdBackup (see the EtcdRestore it creates and its Events)"
+                if ec.spec.recovery.auto_restore
+                else ""
+            ),
         )
         status = _with_restore(status, action, restore, cluster_id)
         if status != ec.status:

@@ -28,6 +28,7 @@ from etcdop.operator.etcdrestore.steps import (
     Source,
     Start,
     Succeed,
+    Verdict,
     Wait,
     decide,
     version_refusal,
@@ -128,9 +129,9 @@ class RestoreReconciler:
             case Check(member=m, source=source):
                 assert cluster is not None
                 return await self._check(raw, r, cluster, source, m.name, m.ip, token or "")
-            case Start(source=source):
+            case Start(source=source, verdict=verdict):
                 assert cluster_raw is not None
-                return await self._start(raw, r, cluster_raw, source)
+                return await self._start(raw, r, cluster_raw, source, verdict)
             case Succeed(message=message):
                 st = dataclasses.replace(
                     r.status, phase="Succeeded", reason="", message=message, completion_time=now()
@@ -227,16 +228,21 @@ class RestoreReconciler:
         return 0.1
 
     async def _start(
-        self, raw: Mapping[str, Any], r: EtcdRestore, cluster_raw: Mapping[str, Any], source: Source
+        self,
+        raw: Mapping[str, Any],
+        r: EtcdRestore,
+        cluster_raw: Mapping[str, Any],
+        source: Source,
+        verdict: Verdict,
     ) -> float | None:
         s = source.storage
         req = RestoreRequest(
             uid=r.uid,
             name=r.name,
             metadata_key=source.metadata_key,
-            snapshot_key=r.status.snapshot_key,
-            sha256=r.status.sha256,
-            revision=r.status.revision,
+            snapshot_key=verdict.snapshot_key,
+            sha256=verdict.sha256,
+            revision=verdict.revision,
             bucket=s.bucket,
             endpoint=s.endpoint,
             region=s.region,
@@ -257,7 +263,18 @@ class RestoreReconciler:
             f"(revision {req.revision}): its members are replaced by a seed started from it"
         )
         st = dataclasses.replace(
-            r.status, phase="Restoring", reason="", message=message, start_time=now()
+            r.status,
+            phase="Restoring",
+            reason="",
+            message=message,
+            start_time=now(),
+            metadata_key=source.metadata_key,
+            snapshot_key=verdict.snapshot_key,
+            sha256=verdict.sha256,
+            revision=verdict.revision,
+            key_count=verdict.key_count,
+            etcd_version=verdict.etcd_version,
+            checked_by=verdict.by,
         )
         await self._status(raw, st)
         await self.recorder.normal(raw, "RestoreStarted", message)

@@ -23,12 +23,27 @@ from etcdop.operator.restorerequest import RestoreRequest, pending_restore
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """What a check found out about the snapshot (an agent's drill now, or the backup's own)."""
+
+    snapshot_key: str
+    sha256: str
+    revision: int
+    key_count: int
+    etcd_version: str
+    by: str
+    """Who checked: a member's agent, or the EtcdBackup's restore drill."""
+
+
+@dataclass(frozen=True)
 class Source:
     storage: BackupStorage
     encryption: str
     metadata_key: str
     etcd_version: str = ""
     """Known beforehand only for an EtcdBackup source; otherwise from the check."""
+    drilled: Verdict | None = None
+    """An EtcdBackup whose restore drill passed: used when no agent can check it now."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class Check:
 @dataclass(frozen=True)
 class Start:
     source: Source
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -115,11 +131,19 @@ def source_of(r: EtcdRestore, backup: EtcdBackup | None) -> Source | Fail | Wait
             return Wait(
                 "BackupNotReady", f"waiting for {where} to succeed (it is {phase or 'new'})"
             )
+        st = backup.status
+        drilled = None
+        if st.verified:
+            drilled = Verdict(
+                st.snapshot_key,
+                st.sha256,
+                st.revision,
+                st.key_count,
+                st.etcd_version,
+                f"the restore drill of EtcdBackup {backup.name} at {st.verified_at}",
+            )
         return Source(
-            backup.spec.storage,
-            backup.spec.encryption,
-            backup.status.metadata_key,
-            backup.status.etcd_version,
+            backup.spec.storage, backup.spec.encryption, st.metadata_key, st.etcd_version, drilled
         )
     assert src.storage is not None  # validated: storage and key go together
     return Source(src.storage, "", metadata_key_of(src.key))
@@ -184,10 +208,20 @@ def decide(
         if refusal is not None:
             return Fail("VersionMismatch", f"{target} left untouched: {refusal}")
     if checked(r, source):
-        return Start(source)
-    if token is None:
-        return Wait("NoAgentToken", f"waiting for the agent token Secret of {target}")
+        st = r.status
+        verdict = Verdict(
+            st.snapshot_key, st.sha256, st.revision, st.key_count, st.etcd_version, st.checked_by
+        )
+        return Start(source, verdict)
     member = choose_member(cluster.status.members, pods, source.storage.credentials_secret)
-    if isinstance(member, NoCandidate):
-        return Wait(member.reason, f"no agent of {target} can check the snapshot: {member.message}")
+    if isinstance(member, NoCandidate) or token is None:
+        if source.drilled is not None and cluster.status.ready_members == 0:
+            # Nothing serves any more (quorum lost): the backup's own drill is the check, and
+            # the seed checks sha256 and etcd's digest again while it downloads.
+            return Start(source, source.drilled)
+        why = member.message if isinstance(member, NoCandidate) else "no agent token Secret yet"
+        return Wait(
+            member.reason if isinstance(member, NoCandidate) else "NoAgentToken",
+            f"no agent of {target} can check the snapshot: {why}",
+        )
     return Check(member, source)

@@ -1,0 +1,71 @@
+"""Whether to restore a cluster by itself, and from what (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from etcdop.api import EtcdCluster
+from etcdop.api.etcdbackup import EtcdBackup
+from etcdop.operator.conditions import QUORUM_LOST
+from etcdop.operator.restorerequest import pending_restore
+
+LABEL_AUTO = "etcdop.io/auto-restore"
+
+
+@dataclass(frozen=True)
+class CreateRestore:
+    name: str
+    backup: EtcdBackup
+    since: str
+
+
+@dataclass(frozen=True)
+class NoBackup:
+    message: str
+
+
+@dataclass(frozen=True)
+class Idle:
+    pass
+
+
+Decision = CreateRestore | NoBackup | Idle
+
+
+def newest_verified(backups: Iterable[EtcdBackup], cluster: str) -> EtcdBackup | None:
+    """The cluster's newest backup whose restore drill passed (by its revision, then time)."""
+    good = [
+        b
+        for b in backups
+        if b.spec.cluster_name == cluster and b.status.phase == "Succeeded" and b.status.verified
+    ]
+    return max(
+        good, key=lambda b: (b.status.revision, b.status.completion_time or ""), default=None
+    )
+
+
+def decide(
+    ec: EtcdCluster,
+    annotations: Mapping[str, Any] | None,
+    backups: Iterable[EtcdBackup],
+    unfinished_restores: int,
+) -> Decision:
+    if not ec.spec.recovery.auto_restore or ec.being_deleted:
+        return Idle()
+    lost = next((c for c in ec.status.conditions if c.type == QUORUM_LOST), None)
+    if lost is None or lost.status != "True":
+        return Idle()
+    if pending_restore(annotations, ec.status) is not None or unfinished_restores:
+        return Idle()
+    backup = newest_verified(backups, ec.name)
+    since = lost.last_transition_time or ""
+    if backup is None:
+        return NoBackup(
+            f"quorum lost since {since} and spec.recovery.autoRestore is true, but EtcdCluster "
+            f"{ec.name} has no verified EtcdBackup (phase Succeeded, verified true) to restore; "
+            "take one with verify: true, or restore by hand with an EtcdRestore"
+        )
+    stamp = "".join(ch for ch in since if ch.isdigit())[:14]
+    return CreateRestore(f"{ec.name}-auto-{stamp}"[:253], backup, since)
