@@ -39,6 +39,7 @@ from etcdop.operator.restorerequest import (
     ANN_RESTORE,
     LABEL_RESTORE,
     RestoreRequest,
+    bootstrap_request,
     pending_restore,
 )
 
@@ -287,3 +288,35 @@ def test_a_restore_waits_for_another_one_on_the_same_cluster() -> None:
     ec = EtcdCluster.from_dict(cluster(**MEMBERS))
     step = decide(restore(), ec, ann, backup(), READY, "t")
     assert isinstance(step, Wait) and step.reason == "AnotherRestore"
+
+
+def test_a_clone_waits_for_its_backup_then_its_seed_restores_it() -> None:
+    blocked = Observed(
+        cluster="clone",
+        spec=DesiredSpec(size=3, version=V),
+        next_member_name="clone-a",
+        bootstrap_blocked="waiting for EtcdBackup b1 to succeed",
+    )
+    action = plan(blocked)
+    assert isinstance(action, PlanWait) and action.reason == "BootstrapSourceNotReady"
+    src = EtcdCluster.from_dict(
+        {**cluster(), "spec": {**cluster()["spec"], "bootstrap": {"backupName": "b1"}}}
+    )
+    assert src.spec.bootstrap is not None and src.validate() == []
+    assert isinstance(bootstrap_request("u", "clone", src.spec.bootstrap, None), str)
+    b = EtcdBackup.from_dict(
+        {
+            "metadata": {"name": "b1", "namespace": "ns"},
+            "spec": {"clusterName": "demo", "storage": {"bucket": "b", "credentialsSecret": "x"}},
+            "status": {"phase": "Succeeded", "metadataKey": "k/metadata.json", "sha256": "ff"},
+        }
+    )
+    req = bootstrap_request("u", "clone", src.spec.bootstrap, b)
+    assert isinstance(req, RestoreRequest)
+    assert (req.uid, req.metadata_key, req.sha256) == ("bootstrap-u", "k/metadata.json", "ff")
+
+
+def test_a_bootstrap_source_names_exactly_one_snapshot() -> None:
+    both = {**cluster()["spec"], "bootstrap": {"backupName": "b1", "key": "k"}}
+    ec = EtcdCluster.from_dict({**cluster(), "spec": both})
+    assert [e.path for e in ec.validate()] == ["spec.bootstrap"]

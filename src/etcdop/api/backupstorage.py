@@ -10,7 +10,7 @@ import re
 
 from croniter import croniter
 
-from etcdop.api.schema import Rule, api_type, prop
+from etcdop.api.schema import FieldError, Rule, api_type, prop
 from etcdop.api.semver import cel_string
 
 SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -132,3 +132,34 @@ class ClusterBackup:
         default="",
         enum=ENCRYPTIONS,
     )
+
+
+@api_type
+class RestoreSource:
+    """The snapshot to restore: an EtcdBackup by name, or storage plus the key of a backup's
+    metadata.json (or of its snapshot object, whose metadata.json lies beside it)."""
+
+    backup_name: str = prop(
+        "Name of a Succeeded EtcdBackup in this namespace.", default="", max_length=253
+    )
+    storage: BackupStorage | None = prop(
+        "Where the backup is, when it is not named by backupName.", default=None
+    )
+    key: str = prop(
+        "Key of the backup's metadata.json (or of its snapshot) in storage.bucket.",
+        default="",
+        max_length=1024,
+    )
+
+
+def source_errors(src: RestoreSource, path: str) -> list[FieldError]:
+    """What makes SRC name no snapshot, or two (the schema cannot say "exactly one of")."""
+    by_backup = bool(src.backup_name)
+    by_key = src.storage is not None or bool(src.key)
+    if by_backup == by_key:
+        return [
+            FieldError(path, "give either backupName, or storage and key (not both, not neither)")
+        ]
+    if by_key and (src.storage is None or not src.key):
+        return [FieldError(path, "storage and key go together: give both")]
+    return []

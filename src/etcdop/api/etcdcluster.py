@@ -11,7 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from etcdop.api.backupstorage import DURATION_RULE, ClusterBackup
+from etcdop.api.backupstorage import (
+    DURATION_RULE,
+    ClusterBackup,
+    RestoreSource,
+    source_errors,
+)
 from etcdop.api.quantity import is_positive_quantity
 from etcdop.api.schema import (
     FieldError,
@@ -294,6 +299,12 @@ class EtcdClusterSpec:
         "Recovery from quorum loss: when to say so, and whether to restore by itself.",
         default_factory=Recovery,
     )
+    bootstrap: RestoreSource | None = prop(
+        "Start a new cluster from a backup (a clone) instead of empty: its first member "
+        "restores the snapshot before etcd starts. Read only while the cluster is created; the "
+        "cluster the backup came from is not touched.",
+        default=None,
+    )
 
     @classmethod
     def from_dict(cls, data: object) -> EtcdClusterSpec:
@@ -307,7 +318,10 @@ class EtcdClusterSpec:
 
     def validate(self) -> list[FieldError]:
         """Every field whose value the API server would reject, by path (e.g. `spec.size`)."""
-        return validate(self, "spec")
+        errors = validate(self, "spec")
+        if self.bootstrap is not None:
+            errors += source_errors(self.bootstrap, "spec.bootstrap")
+        return errors
 
 
 # ---------------------------------------------------------------- status

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from etcdop.api.backupstorage import BackupStorage
+from etcdop.api.backupstorage import RestoreSource, source_errors
 from etcdop.api.etcdbackup import CLUSTER_NAME_RULE
 from etcdop.api.etcdcluster import GROUP, VERSION, Condition
 from etcdop.api.schema import FieldError, api_type, decode, encode, prop, validate
@@ -23,24 +23,6 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 PHASES = ("Pending", "Checking", "Restoring", "Succeeded", "Failed")
-
-
-@api_type
-class RestoreSource:
-    """The snapshot to restore: an EtcdBackup by name, or storage plus the key of a backup's
-    metadata.json (or of its snapshot object, whose metadata.json lies beside it)."""
-
-    backup_name: str = prop(
-        "Name of a Succeeded EtcdBackup in this namespace.", default="", max_length=253
-    )
-    storage: BackupStorage | None = prop(
-        "Where the backup is, when it is not named by backupName.", default=None
-    )
-    key: str = prop(
-        "Key of the backup's metadata.json (or of its snapshot) in storage.bucket.",
-        default="",
-        max_length=1024,
-    )
 
 
 @api_type
@@ -60,20 +42,7 @@ class EtcdRestoreSpec:
         return decode(cls, data, KIND, "spec")
 
     def validate(self) -> list[FieldError]:
-        errors = validate(self, "spec")
-        src = self.source
-        by_backup = bool(src.backup_name)
-        by_key = src.storage is not None or bool(src.key)
-        if by_backup == by_key:
-            errors.append(
-                FieldError(
-                    "spec.source",
-                    "give either backupName, or storage and key (not both, not neither)",
-                )
-            )
-        elif by_key and (src.storage is None or not src.key):
-            errors.append(FieldError("spec.source", "storage and key go together: give both"))
-        return errors
+        return validate(self, "spec") + source_errors(self.source, "spec.source")
 
 
 @api_type

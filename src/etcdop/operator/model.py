@@ -166,6 +166,9 @@ class Observed:
     restore: str = ""
     """uid of an EtcdRestore to carry out in place (annotated on the cluster and not yet
     recorded as Restored in its status); "" when there is none."""
+    bootstrap_blocked: str = ""
+    """Why the backup spec.bootstrap names cannot seed the cluster yet ("" when it can, or
+    when the cluster starts empty)."""
 
     def pod(self, name: str) -> MemberPod | None:
         return next((p for p in self.pods if p.name == name), None)

@@ -255,6 +255,8 @@ def _without_membership(o: Observed) -> Action:
     """No member answered: create the cluster, wait for it, or restart members on their data."""
     if not o.formed:
         if not o.pods:
+            if o.bootstrap_blocked:
+                return Wait("BootstrapSourceNotReady", o.bootstrap_blocked)
             return _fresh_name(o) or Bootstrap(o.next_member_name)
         seeds = sorted(o.pods, key=lambda p: p.name)
         if len(seeds) > 1:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from etcdop.api.backupstorage import RestoreSource
+from etcdop.api.etcdbackup import EtcdBackup
 from etcdop.api.etcdcluster import EtcdClusterStatus
 
 ANN_RESTORE = "etcdop.io/restore"
@@ -69,3 +71,52 @@ def pending_restore(
 def restore_uid(pod: Mapping[str, Any]) -> str:
     labels = (pod.get("metadata") or {}).get("labels") or {}
     return str(labels.get(LABEL_RESTORE, ""))
+
+
+def bootstrap_request(
+    cluster_uid: str, cluster: str, src: RestoreSource, backup: EtcdBackup | None
+) -> RestoreRequest | str:
+    """The request that seeds a new cluster from spec.bootstrap, or why it cannot yet. Its uid
+    is the cluster's own (`bootstrap-<uid>`): a clone is the cluster's first member, not an
+    EtcdRestore."""
+    uid = f"bootstrap-{cluster_uid}"
+    if src.backup_name:
+        where = f"EtcdBackup {src.backup_name} (spec.bootstrap.backupName of {cluster})"
+        if backup is None:
+            return f"{where} does not exist; create it or name another"
+        st = backup.status
+        if st.phase != "Succeeded" or not st.metadata_key:
+            return f"waiting for {where} to succeed (it is {st.phase or 'new'})"
+        s = backup.spec.storage
+        return RestoreRequest(
+            uid=uid,
+            name=backup.name,
+            metadata_key=st.metadata_key,
+            snapshot_key=st.snapshot_key,
+            sha256=st.sha256,
+            revision=st.revision,
+            bucket=s.bucket,
+            endpoint=s.endpoint,
+            region=s.region,
+            force_path_style=s.force_path_style,
+            credentials_secret=s.credentials_secret,
+            encryption=backup.spec.encryption,
+        )
+    assert src.storage is not None  # validated: storage and key go together
+    s = src.storage
+    key = src.key
+    if not key.endswith("metadata.json"):
+        key = key.rsplit("/", 1)[0] + "/metadata.json" if "/" in key else "metadata.json"
+    return RestoreRequest(
+        uid=uid,
+        name=key,
+        metadata_key=key,
+        snapshot_key="",
+        sha256="",  # the seed checks the object against its metadata and etcd's digest
+        revision=0,
+        bucket=s.bucket,
+        endpoint=s.endpoint,
+        region=s.region,
+        force_path_style=s.force_path_style,
+        credentials_secret=s.credentials_secret,
+    )

@@ -91,7 +91,8 @@ def controller(mgr: Manager, kube: KubeClient, recorder: EventRecorder) -> Contr
                 message = (
                     f"quorum lost since {since}; spec.recovery.autoRestore is true: restoring "
                     f"from the newest verified EtcdBackup {b.name} (revision "
-                    f"{b.status.revision}) with EtcdRestore {restore}"
+                    f"{b.status.revision}) with EtcdRestore {restore}; the surviving members' "
+                    "data is replaced by the backup's"
                 )
                 log.warning("auto restore", extra={"cluster": key, "restore": restore})
                 await recorder.warning(raw, "AutoRestore", message)

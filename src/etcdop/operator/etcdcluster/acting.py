@@ -98,9 +98,11 @@ class Actor:
         action: Action,
         etcd: EtcdClient,
         restore: RestoreRequest | None = None,
+        bootstrap: RestoreRequest | None = None,
     ) -> str | None:
         """Carry out ACTION; return why it did not happen (etcd refused, for now) or None.
-        RESTORE is the cluster's pending restore request (for RestoreSeed)."""
+        RESTORE is the cluster's pending restore request (for RestoreSeed), BOOTSTRAP the
+        backup a new cluster starts from (for Bootstrap)."""
         try:
             match action:
                 case RestoreSeed(member=m, restore=uid):
@@ -112,7 +114,9 @@ class Actor:
                     )
                 case Bootstrap(member=m):
                     url = manifests.peer_url(ec, m, self.domain)
-                    await self._create_member_pod(ec, m, _initial_cluster_for((), m, url), "new")
+                    await self._create_member_pod(
+                        ec, m, _initial_cluster_for((), m, url), "new", bootstrap
+                    )
                 case AddLearner(member=m):
                     await etcd.add_learner([manifests.peer_url(ec, m, self.domain)])
                 case CreatePod(member=m, initial_cluster_state=state):

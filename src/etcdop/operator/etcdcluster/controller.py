@@ -11,6 +11,7 @@ from etcdop.kube.events import EventRecorder
 from etcdop.kube.manager import Controller, KeysOf, Manager, Watch, owns
 from etcdop.kube.store import Store
 from etcdop.operator import manifests, metrics, sidecar
+from etcdop.operator.etcdbackup.cache import ETCDBACKUPS
 from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS, MANAGED, Caches
 from etcdop.operator.etcdcluster.reconciler import ClusterReconciler
 from etcdop.operator.model import Observed
@@ -68,6 +69,7 @@ def controller(
         pdbs=mgr.store(PDBS, MANAGED),
         nodes=mgr.store(NODES),
         secrets=mgr.store(SECRETS, MANAGED),
+        backups=mgr.store(ETCDBACKUPS),
     )
     reconciler = ClusterReconciler(
         caches,

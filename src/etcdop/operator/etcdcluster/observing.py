@@ -47,6 +47,7 @@ async def observe_cluster(
     endpoints: Mapping[str, str],
     etcd: EtcdClient,
     restore: RestoreRequest | None = None,
+    bootstrap_blocked: str = "",
 ) -> tuple[Observed, str, frozenset[str]]:
     """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
     whose etcd reports a membership other than the one a quorum agrees on. RESTORE is the
@@ -94,6 +95,7 @@ async def observe_cluster(
         next_member_name=observe.new_member_name(ec.name, taken),
         unconfirmed=unconfirmed,
         restore=restore.uid if restore is not None else "",
+        bootstrap_blocked=bootstrap_blocked,
     )
     return observed, cluster_id, dissenters
 

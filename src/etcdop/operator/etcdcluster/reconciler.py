@@ -7,10 +7,12 @@ This module only orders the jobs; each job lives in the module named for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
 from etcdop.api import EtcdCluster, InvalidObject
+from etcdop.api.etcdbackup import EtcdBackup
 from etcdop.etcd import EtcdClient
 from etcdop.kube.client import KubeClient
 from etcdop.kube.events import EventRecorder
@@ -31,7 +33,7 @@ from etcdop.operator.planner import (
     describe,
     plan,
 )
-from etcdop.operator.restorerequest import pending_restore
+from etcdop.operator.restorerequest import RestoreRequest, bootstrap_request, pending_restore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,20 @@ class ClusterReconciler:
         self.actor = Actor(caches, kube, cluster_domain, agent_image)
         self.reporter = Reporter(kube, recorder, cluster_domain)
 
+    def _bootstrap(self, ec: EtcdCluster) -> tuple[RestoreRequest | None, str]:
+        """The backup a new cluster starts from (spec.bootstrap), or why it cannot yet."""
+        src = ec.spec.bootstrap
+        if src is None or ec.status.cluster_id:
+            return None, ""
+        backup = None
+        if src.backup_name and self.caches.backups is not None:
+            braw = self.caches.backups.get_by(ec.namespace, src.backup_name)
+            if braw is not None:
+                with contextlib.suppress(InvalidObject):
+                    backup = EtcdBackup.from_dict(braw)
+        got = bootstrap_request(ec.uid, ec.name, src, backup)
+        return (None, got) if isinstance(got, str) else (got, "")
+
     async def reconcile(self, key: str) -> float | None:
         """Take one step for the EtcdCluster KEY (`namespace/name`); return seconds to requeue."""
         namespace, _, name = key.partition("/")
@@ -84,6 +100,7 @@ class ClusterReconciler:
 
         owned_refused = await components.sync(self.kube, ec, self.components)
         restore = pending_restore((raw.get("metadata") or {}).get("annotations"), ec.status)
+        bootstrap, blocked = self._bootstrap(ec) if restore is None else (None, "")
         pods = pods_of(self.caches, ec)
         endpoints = {name: client_url(ip) for name, ip in pod_ips(pods).items()}
         async with EtcdClient(
@@ -91,7 +108,7 @@ class ClusterReconciler:
             timeout=self.etcd_timeout,
         ) as etcd:
             observed, cluster_id, dissenters = await observe_cluster(
-                self.caches, ec, pods, endpoints, etcd, restore
+                self.caches, ec, pods, endpoints, etcd, restore, blocked
             )
             action = plan(observed)
             if self.on_observed:
@@ -117,9 +134,11 @@ class ClusterReconciler:
             if dissenters and agreeing:
                 # membership changes go only to members that share the agreed view
                 async with EtcdClient(agreeing, timeout=self.etcd_timeout) as trusted:
-                    outcome = await self.actor.act(ec, observed, action, trusted, restore)
+                    outcome = await self.actor.act(
+                        ec, observed, action, trusted, restore, bootstrap
+                    )
             else:
-                outcome = await self.actor.act(ec, observed, action, etcd, restore)
+                outcome = await self.actor.act(ec, observed, action, etcd, restore, bootstrap)
         await self.reporter.report(
             ec, raw, observed, action, outcome or owned_refused, cluster_id, restore=restore
         )
