@@ -33,6 +33,7 @@ from e2e.operator import (
     OperatorProcess,
     Operators,
     clusters_path,
+    condition,
     create_cluster,
     delete_namespace,
     etcd_client,
@@ -376,3 +377,172 @@ async def test_operator_sigkilled_during_a_restore_finishes_it_once(
         held = keys_on(url)
         assert held == backed_up, f"member {name}: {len(held)} keys, want {len(backed_up)}"
         assert not after & set(held)
+
+
+QUORUM_LOSS_TIMEOUT = "20s"
+QUORUM_LOST_WITHIN = 120.0
+
+
+async def lose_quorum(env: Env, cluster: str) -> tuple[set[str], dict[str, Any]]:
+    """A three-member cluster with a verified backup and keys written after it, then two of
+    its pods deleted at once (grace period 0): the keys of the backup and the surviving pod."""
+    await create_cluster(
+        env.kube,
+        etcd_cluster(
+            cluster,
+            env.ns,
+            SIZE,
+            backup={"storage": env.storage()},
+            recovery={
+                "quorumLossTimeout": QUORUM_LOSS_TIMEOUT,
+                "autoRestore": cluster.startswith("auto"),
+            },
+        ),
+    )
+    await wait_cluster_ready(env.kube, cluster, env.ns, SIZE, READY_WITHIN)
+    async with etcd_client(env.kube, cluster, env.ns) as etcd:
+        for i in range(40):
+            await etcd.put(f"/q/{i:05d}", f"value-{i}")
+    endpoints = await member_endpoints(env.kube, cluster, env.ns)
+    backed_up = set(keys_on(sorted(endpoints.values())[0]))
+    body = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "EtcdBackup",
+        "metadata": {"name": f"{cluster}-verified", "namespace": env.ns},
+        "spec": {"clusterName": cluster, "storage": env.storage(), "verify": True},
+    }
+    await env.kube.create(backups_path(env.ns), body)
+    got = await env.wait(
+        backups_path(env.ns, f"{cluster}-verified"),
+        lambda s: s.get("verified") is not None,
+        "the backup's restore drill ran",
+        BACKUP_WITHIN * 2,
+    )
+    assert got["status"]["verified"] is True, got["status"]
+    async with etcd_client(env.kube, cluster, env.ns) as etcd:
+        for i in range(20):
+            await etcd.put(f"/q-after/{i:05d}", "lost with the quorum")
+    pods = await member_pods(env.kube, cluster, env.ns)
+    force = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+    for p in pods[:2]:
+        await env.kube.request(
+            "DELETE", f"/api/v1/namespaces/{env.ns}/pods/{p['metadata']['name']}", force
+        )
+    return backed_up, pods[2]
+
+
+async def wait_quorum_lost(env: Env, cluster: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    async def lost() -> bool:
+        ec = await get_cluster(env.kube, cluster, env.ns)
+        seen.update(ec)
+        c = condition(ec, "QuorumLost") or {}
+        return c.get("status") == "True"
+
+    await eventually(lost, QUORUM_LOST_WITHIN, f"QuorumLost on {cluster}")
+    return seen
+
+
+async def restores_of(env: Env, cluster: str) -> list[dict[str, Any]]:
+    items = await env.kube.items(restores_path(env.ns))
+    return [r for r in items if r["spec"]["clusterName"] == cluster]
+
+
+async def assert_restored(env: Env, cluster: str, backed_up: set[str], name: str) -> None:
+    done = await env.wait(
+        restores_path(env.ns, name),
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        f"EtcdRestore {name} finished",
+        RESTORE_WITHIN,
+    )
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    await wait_cluster_ready(env.kube, cluster, env.ns, SIZE, READY_WITHIN)
+    endpoints = await member_endpoints(env.kube, cluster, env.ns)
+    assert len(endpoints) == SIZE
+    for member, url in sorted(endpoints.items()):
+        held = set(keys_on(url))
+        assert held == backed_up, f"member {member}: {len(held)} keys, want {len(backed_up)}"
+
+
+async def test_with_auto_restore_a_cluster_that_lost_its_quorum_comes_back_from_the_backup(
+    env: Env,
+) -> None:
+    backed_up, _ = await lose_quorum(env, "auto")
+
+    ec = await wait_quorum_lost(env, "auto")
+    lost = condition(ec, "QuorumLost") or {}
+    assert "autoRestore is true" in lost.get("message", ""), lost
+
+    async def made() -> bool:
+        return bool(await restores_of(env, "auto"))
+
+    await eventually(made, 60, "the operator's EtcdRestore of cluster auto")
+    (auto,) = await restores_of(env, "auto")
+    assert auto["spec"]["source"]["backupName"] == "auto-verified"
+    assert auto["metadata"]["labels"]["etcdop.io/auto-restore"] == "true"
+    await assert_restored(env, "auto", backed_up, auto["metadata"]["name"])
+    assert len(await restores_of(env, "auto")) == 1
+    events = await env.kube.items(f"/api/v1/namespaces/{env.ns}/events")
+    said = [
+        e.get("note") or e.get("message") or "" for e in events if e.get("reason") == "AutoRestore"
+    ]
+    assert said and "auto-verified" in said[0], said
+
+
+async def test_without_auto_restore_quorum_lost_deletes_nothing_and_an_etcdrestore_recovers(
+    env: Env,
+) -> None:
+    backed_up, survivor = await lose_quorum(env, "manual")
+
+    ec = await wait_quorum_lost(env, "manual")
+    lost = condition(ec, "QuorumLost") or {}
+    assert "create an EtcdRestore" in lost.get("message", ""), lost
+    pods = await member_pods(env.kube, "manual", env.ns)
+    assert [p["metadata"]["uid"] for p in pods] == [survivor["metadata"]["uid"]]
+    assert not pods[0]["metadata"].get("deletionTimestamp")
+    assert await restores_of(env, "manual") == []
+
+    body = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "EtcdRestore",
+        "metadata": {"name": "manual-back", "namespace": env.ns},
+        "spec": {"clusterName": "manual", "source": {"backupName": "manual-verified"}},
+    }
+    await env.kube.create(restores_path(env.ns), body)
+    await assert_restored(env, "manual", backed_up, "manual-back")
+
+
+async def test_a_clone_serves_the_backups_keys_and_leaves_the_original_untouched(
+    env: Env,
+) -> None:
+    await write(env, "/clone", 25)
+    endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
+    backed_up = keys_on(sorted(endpoints.values())[0])
+    await env.backup("for-clone")
+    after = await write(env, "/clone-after", 10)
+    original = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
+    original_id = (await get_cluster(env.kube, CLUSTER, env.ns))["status"]["clusterID"]
+
+    await create_cluster(
+        env.kube,
+        etcd_cluster(
+            "copy",
+            env.ns,
+            SIZE,
+            backup={"storage": env.storage()},
+            bootstrap={"backupName": "for-clone"},
+        ),
+    )
+    copy = await wait_cluster_ready(env.kube, "copy", env.ns, SIZE, READY_WITHIN)
+
+    assert copy["status"]["clusterID"] != original_id
+    for member, url in sorted((await member_endpoints(env.kube, "copy", env.ns)).items()):
+        held = keys_on(url)
+        assert held == backed_up, f"clone member {member}: {len(held)} keys, want {len(backed_up)}"
+    pods = await member_pods(env.kube, CLUSTER, env.ns)
+    assert {p["metadata"]["uid"] for p in pods} == original
+    for member, url in sorted((await member_endpoints(env.kube, CLUSTER, env.ns)).items()):
+        assert set(keys_on(url)) == set(backed_up) | after, f"original member {member}"
+    ec = await get_cluster(env.kube, CLUSTER, env.ns)
+    assert ec["status"]["clusterID"] == original_id
