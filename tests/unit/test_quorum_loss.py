@@ -7,7 +7,15 @@ from typing import Any
 from etcdop.api import EtcdCluster
 from etcdop.api.etcdbackup import EtcdBackup
 from etcdop.api.etcdcluster import Condition, EtcdClusterStatus
-from etcdop.operator.autorestore.decide import CreateRestore, Idle, NoBackup, decide
+from etcdop.operator.autorestore.decide import (
+    ANN_FINAL_BACKUP,
+    CreateRestore,
+    FinalBackup,
+    Idle,
+    NoBackup,
+    Survivor,
+    decide,
+)
 from etcdop.operator.conditions import compute_status
 from etcdop.operator.model import DesiredSpec, Member, MemberHealth, MemberPod, Observed
 from etcdop.operator.planner import plan
@@ -44,8 +52,12 @@ def quorum_lost(now: str, previous: EtcdClusterStatus, o: Observed | None = None
 
 def test_quorum_lost_only_after_the_timeout_counted_from_when_available_went_false() -> None:
     first = compute_status(
-        lost_world(), plan(lost_world()), generation=1, now=LOST_AT,
-        previous=EtcdClusterStatus(), quorum_loss_timeout=60.0,
+        lost_world(),
+        plan(lost_world()),
+        generation=1,
+        now=LOST_AT,
+        previous=EtcdClusterStatus(),
+        quorum_loss_timeout=60.0,
     )
     available = next(c for c in first.conditions if c.type == "Available")
     assert (available.status, available.reason) == ("False", "QuorumLost")
@@ -58,34 +70,54 @@ def test_quorum_lost_only_after_the_timeout_counted_from_when_available_went_fal
 
 def test_no_quorum_loss_during_a_restore() -> None:
     first = compute_status(
-        lost_world(), plan(lost_world()), generation=1, now=LOST_AT,
-        previous=EtcdClusterStatus(), quorum_loss_timeout=60.0,
+        lost_world(),
+        plan(lost_world()),
+        generation=1,
+        now=LOST_AT,
+        previous=EtcdClusterStatus(),
+        quorum_loss_timeout=60.0,
     )
     during = quorum_lost("2026-11-27T04:00:00Z", first, lost_world(restore="r-1"))
     assert (during.status, during.reason) == ("False", "Restoring")
 
 
 def cluster(auto: bool, lost: bool = True, **meta: Any) -> EtcdCluster:
-    cond = {"type": "QuorumLost", "status": "True" if lost else "False",
-            "lastTransitionTime": "2026-11-27T03:01:00Z"}
-    return EtcdCluster.from_dict({
-        "metadata": {"name": "demo", "namespace": "ns", "uid": "u", **meta},
-        "spec": {"size": 3, "version": V, "recovery": {"autoRestore": auto}},
-        "status": {"conditions": [cond]},
-    })
+    cond = {
+        "type": "QuorumLost",
+        "status": "True" if lost else "False",
+        "lastTransitionTime": "2026-11-27T03:01:00Z",
+    }
+    return EtcdCluster.from_dict(
+        {
+            "metadata": {"name": "demo", "namespace": "ns", "uid": "u", **meta},
+            "spec": {
+                "size": 3,
+                "version": V,
+                "recovery": {"autoRestore": auto},
+                "backup": {"storage": {"bucket": "b", "credentialsSecret": "s"}},
+            },
+            "status": {"conditions": [cond]},
+        }
+    )
 
 
 def backup(name: str, revision: int, verified: bool | None, phase: str = "Succeeded") -> EtcdBackup:
-    return EtcdBackup.from_dict({
-        "metadata": {"name": name, "namespace": "ns"},
-        "spec": {"clusterName": "demo", "storage": {"bucket": "b", "credentialsSecret": "s"}},
-        "status": {"phase": phase, "revision": revision, "verified": verified},
-    })
+    return EtcdBackup.from_dict(
+        {
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"clusterName": "demo", "storage": {"bucket": "b", "credentialsSecret": "s"}},
+            "status": {"phase": phase, "revision": revision, "verified": verified},
+        }
+    )
 
 
 def test_auto_restore_takes_the_newest_verified_backup_once_per_loss() -> None:
-    backups = [backup("old", 10, True), backup("newer-unverified", 30, None),
-               backup("newest-verified", 20, True), backup("failed-drill", 40, False)]
+    backups = [
+        backup("old", 10, True),
+        backup("newer-unverified", 30, None),
+        backup("newest-verified", 20, True),
+        backup("failed-drill", 40, False),
+    ]
     step = decide(cluster(True), {}, backups, 0)
     assert isinstance(step, CreateRestore) and step.backup.name == "newest-verified"
     assert step.name == "demo-auto-20261127030100"
@@ -104,3 +136,13 @@ def test_without_auto_restore_or_while_a_restore_runs_nothing_is_created() -> No
 def test_no_verified_backup_is_said() -> None:
     step = decide(cluster(True), {}, [backup("b", 10, None)], 0)
     assert isinstance(step, NoBackup) and "no verified EtcdBackup" in step.message
+
+
+def test_a_survivor_is_backed_up_once_before_the_restore() -> None:
+    backups = [backup("b", 10, True)]
+    alive = [Survivor("demo-3", "10.0.0.3")]
+    step = decide(cluster(True), {}, backups, 0, alive)
+    assert step == FinalBackup(Survivor("demo-3", "10.0.0.3"), "2026-11-27T03:01:00Z")
+    tried = {ANN_FINAL_BACKUP: "20261127030100"}
+    assert isinstance(decide(cluster(True), tried, backups, 0, alive), CreateRestore)
+    assert isinstance(decide(cluster(True), {}, backups, 0, []), CreateRestore)

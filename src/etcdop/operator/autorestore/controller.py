@@ -12,21 +12,27 @@ from __future__ import annotations
 import logging
 
 from etcdop.api import EtcdCluster, InvalidObject
-from etcdop.api.etcdbackup import EtcdBackup
+from etcdop.api.etcdbackup import EtcdBackup, EtcdBackupSpec
 from etcdop.api.etcdrestore import API_VERSION, KIND
-from etcdop.kube.client import ConflictError, KubeClient
+from etcdop.kube.client import PODS, SECRETS, ConflictError, KubeClient, Obj
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.manager import Controller, Manager
 from etcdop.kube.store import Change, Store
-from etcdop.operator import manifests
+from etcdop.operator import manifests, sidecar
 from etcdop.operator.autorestore.decide import (
+    ANN_FINAL_BACKUP,
     LABEL_AUTO,
     CreateRestore,
+    FinalBackup,
     NoBackup,
+    Survivor,
     decide,
+    stamp_of,
 )
+from etcdop.operator.etcdbackup.agentclient import AgentClient
 from etcdop.operator.etcdbackup.cache import ETCDBACKUPS
-from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS
+from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS, MANAGED
+from etcdop.operator.etcdcluster.token import cluster_token
 from etcdop.operator.etcdrestore.cache import ETCDRESTORES
 
 log = logging.getLogger(__name__)
@@ -46,10 +52,61 @@ def _backups(store: Store, namespace: str) -> list[EtcdBackup]:
     return out
 
 
-def controller(mgr: Manager, kube: KubeClient, recorder: EventRecorder) -> Controller:
+def survivors(pods: Store, ec: EtcdCluster) -> list[Survivor]:
+    """Member pods still running with an address whose agent mounts the storage Secret: one
+    of them may still serve a snapshot of what it holds."""
+    secret = sidecar.credentials_secret(ec)
+    out = []
+    for p in pods.list(ec.namespace, {manifests.LABEL_CLUSTER: ec.name}):
+        meta, status = p.get("metadata") or {}, p.get("status") or {}
+        ip = status.get("podIP")
+        running = status.get("phase") == "Running" and not meta.get("deletionTimestamp")
+        if ip and running and secret and sidecar.mounts_credentials(dict(p), secret):
+            out.append(Survivor(str(meta.get("name")), str(ip)))
+    return out
+
+
+def controller(
+    mgr: Manager, kube: KubeClient, recorder: EventRecorder, agent: AgentClient | None = None
+) -> Controller:
     clusters = mgr.store(ETCDCLUSTERS)
     backups = mgr.store(ETCDBACKUPS)
     restores = mgr.store(ETCDRESTORES)
+    pods = mgr.store(PODS, MANAGED)
+    secrets = mgr.store(SECRETS, MANAGED)
+    agents = agent or AgentClient()
+
+    async def final_backup(raw: Obj, ec: EtcdCluster, member: Survivor, since: str) -> None:
+        """One attempt, whatever comes of it: the restore must not wait on a dying member."""
+        assert ec.spec.backup is not None
+        token = cluster_token(secrets, ec.namespace, ec.name)
+        spec = EtcdBackupSpec(
+            cluster_name=ec.name,
+            storage=ec.spec.backup.storage,
+            compression=ec.spec.backup.compression,
+            encryption=ec.spec.backup.encryption,
+        )
+        reply = await agents.backup(member.ip, token or "", spec)
+        if reply.status == 201:
+            meta = reply.body.get("backup") or {}
+            await recorder.normal(
+                raw,
+                "FinalBackup",
+                f"before restoring, surviving member {member.name} backed up what it holds: "
+                f"{meta.get('keyCount')} keys at revision {meta.get('revision')}, "
+                f"{reply.body.get('metadataKey')} (restore it with an EtcdRestore of storage + "
+                "key if it is the data to keep)",
+            )
+        else:
+            await recorder.warning(
+                raw,
+                "FinalBackupFailed",
+                f"surviving member {member.name} could not back up what it holds before the "
+                f"restore ({reply.reason}: {reply.message}); its data is replaced",
+            )
+        meta = raw["metadata"]
+        patch = {"metadata": {"annotations": {ANN_FINAL_BACKUP: stamp_of(since)}}}
+        await kube.patch(ETCDCLUSTERS, meta["name"], patch, meta.get("namespace"))
 
     async def reconcile(key: str) -> float | None:
         namespace, _, name = key.partition("/")
@@ -67,8 +124,12 @@ def controller(mgr: Manager, kube: KubeClient, recorder: EventRecorder) -> Contr
             and (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
         )
         annotations = (raw.get("metadata") or {}).get("annotations")
-        step = decide(ec, annotations, _backups(backups, namespace), unfinished)
+        alive = survivors(pods, ec)
+        step = decide(ec, annotations, _backups(backups, namespace), unfinished, alive)
         match step:
+            case FinalBackup(member=member, since=since):
+                await final_backup(raw, ec, member, since)
+                return 0.1
             case NoBackup(message=message):
                 await recorder.warning(raw, "AutoRestoreImpossible", message)
                 return 60.0

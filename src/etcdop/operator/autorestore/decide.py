@@ -12,6 +12,24 @@ from etcdop.operator.conditions import QUORUM_LOST
 from etcdop.operator.restorerequest import pending_restore
 
 LABEL_AUTO = "etcdop.io/auto-restore"
+ANN_FINAL_BACKUP = "etcdop.io/final-backup"
+"""On the cluster: the quorum-loss time whose final backup from a survivor was attempted."""
+
+
+@dataclass(frozen=True)
+class Survivor:
+    """A member pod still running whose agent mounts the cluster's storage Secret."""
+
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class FinalBackup:
+    """Before an automatic restore replaces it: a backup of what a survivor still holds."""
+
+    member: Survivor
+    since: str
 
 
 @dataclass(frozen=True)
@@ -31,7 +49,7 @@ class Idle:
     pass
 
 
-Decision = CreateRestore | NoBackup | Idle
+Decision = CreateRestore | FinalBackup | NoBackup | Idle
 
 
 def newest_verified(backups: Iterable[EtcdBackup], cluster: str) -> EtcdBackup | None:
@@ -51,7 +69,10 @@ def decide(
     annotations: Mapping[str, Any] | None,
     backups: Iterable[EtcdBackup],
     unfinished_restores: int,
+    survivors: Iterable[Survivor] = (),
 ) -> Decision:
+    """What to do about a lost quorum: nothing, say there is no backup, first back up a
+    survivor's data (once per loss, whatever comes of it), or create the EtcdRestore."""
     if not ec.spec.recovery.auto_restore or ec.being_deleted:
         return Idle()
     lost = next((c for c in ec.status.conditions if c.type == QUORUM_LOST), None)
@@ -67,5 +88,12 @@ def decide(
             f"{ec.name} has no verified EtcdBackup (phase Succeeded, verified true) to restore; "
             "take one with verify: true, or restore by hand with an EtcdRestore"
         )
-    stamp = "".join(ch for ch in since if ch.isdigit())[:14]
+    stamp = stamp_of(since)
+    alive = sorted(survivors, key=lambda s: s.name)
+    if alive and ec.spec.backup is not None and (annotations or {}).get(ANN_FINAL_BACKUP) != stamp:
+        return FinalBackup(alive[0], since)
     return CreateRestore(f"{ec.name}-auto-{stamp}"[:253], backup, since)
+
+
+def stamp_of(since: str) -> str:
+    return "".join(ch for ch in since if ch.isdigit())[:14]
