@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import fcntl
 import json
 import os
 import subprocess
@@ -189,8 +190,29 @@ async def one_size(kube: KubeClient, s3: Any, size: int) -> dict[str, Any]:
     }
 
 
+def wait_for_machine(within: float = 3600) -> None:
+    """Wait until no test session holds the local-node lock (LocalCluster.up takes it itself,
+    and refuses at once when it is held)."""
+    from e2e.localcluster.node.fixtures import MACHINE_LOCK
+
+    MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + within
+    while True:
+        fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+        finally:
+            os.close(fd)  # closing releases it: up() takes it again at once
+
+
 async def run(args: argparse.Namespace, work: Path) -> int:
     cluster = LocalCluster(work / "cluster")
+    wait_for_machine()
     cluster.up()
     ops = Operators(cluster.control_plane.kubeconfig, work / "logs")
     try:
