@@ -184,11 +184,13 @@ async def write(env: Env, prefix: str, n: int) -> set[str]:
     return written
 
 
-def keys_on(endpoint: str) -> dict[str, str]:
-    """Every key one member holds (a serializable read: that member's own data)."""
+def keys_on(endpoint: str, consistency: str = "s") -> dict[str, str]:
+    """Every key one member holds: by default a serializable read (that member's own data);
+    "l" for a linearizable one (what the cluster has committed)."""
     etcdctl = [str(bin_path("etcdctl", f"v{ETCD_VERSION}")), f"--endpoints={endpoint}"]
+    read = ["get", "", "--from-key", f"--consistency={consistency}", "-w", "json"]
     res = subprocess.run(
-        [*etcdctl, "--dial-timeout=2s", "--consistency=s", "get", "", "--from-key", "-w", "json"],
+        [*etcdctl, "--dial-timeout=2s", *read],
         capture_output=True,
         check=True,
         timeout=30,
@@ -243,7 +245,7 @@ async def test_restore_in_place_brings_back_exactly_the_backups_keys_at_full_siz
 ) -> None:
     await write(env, "/before", 100)
     endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
-    backed_up = keys_on(sorted(endpoints.values())[0])
+    backed_up = keys_on(sorted(endpoints.values())[0], "l")
     got = await env.backup("good")
     after = await write(env, "/after", 50)
     svc = await client_service(env)
@@ -293,7 +295,7 @@ async def test_operator_sigkilled_during_a_restore_finishes_it_once(
     rng = random.Random(12)
     await write(env, "/kill", 30)
     endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
-    backed_up = keys_on(sorted(endpoints.values())[0])
+    backed_up = keys_on(sorted(endpoints.values())[0], "l")
     await env.backup("for-kill")
     after = await write(env, "/kill-after", 20)
     old_pods = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
@@ -405,7 +407,7 @@ async def lose_quorum(env: Env, cluster: str) -> tuple[set[str], dict[str, Any]]
         for i in range(40):
             await etcd.put(f"/q/{i:05d}", f"value-{i}")
     endpoints = await member_endpoints(env.kube, cluster, env.ns)
-    backed_up = set(keys_on(sorted(endpoints.values())[0]))
+    backed_up = set(keys_on(sorted(endpoints.values())[0], "l"))
     body = {
         "apiVersion": GROUP_VERSION,
         "kind": "EtcdBackup",
@@ -527,7 +529,7 @@ async def test_a_clone_serves_the_backups_keys_and_leaves_the_original_untouched
 ) -> None:
     await write(env, "/clone", 25)
     endpoints = await member_endpoints(env.kube, CLUSTER, env.ns)
-    backed_up = keys_on(sorted(endpoints.values())[0])
+    backed_up = keys_on(sorted(endpoints.values())[0], "l")
     await env.backup("for-clone")
     after = await write(env, "/clone-after", 10)
     original = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
