@@ -26,7 +26,6 @@ from etcdop.operator.model import Observed
 from etcdop.operator.planner import (
     Action,
     Done,
-    FinishRestore,
     RemoveMember,
     RestoreSeed,
     Wait,
@@ -142,8 +141,6 @@ class ClusterReconciler:
         await self.reporter.report(
             ec, raw, observed, action, outcome or owned_refused, cluster_id, restore=restore
         )
-        if isinstance(action, FinishRestore):
-            return REQUEUE_BUSY
         if self.on_action:
             self.on_action(ec, action)
         if isinstance(action, Done):

@@ -82,7 +82,11 @@ class Reporter:
         )
         status = _with_restore(status, action, restore, cluster_id)
         if status != ec.status:
-            await patch_status(self.kube, ETCDCLUSTERS, raw, status.to_dict())
+            body = status.to_dict()
+            if "restore" in body:
+                # a merge patch: a restore in progress must not keep the last one's end time
+                body["restore"].setdefault("completionTime", None)
+            await patch_status(self.kube, ETCDCLUSTERS, raw, body)
 
     async def report(
         self,
