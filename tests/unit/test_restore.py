@@ -9,10 +9,11 @@ import pytest
 
 from etcdop.api import EtcdCluster
 from etcdop.api.etcdbackup import EtcdBackup
-from etcdop.api.etcdcluster import EtcdClusterStatus, RestoreStatus
+from etcdop.api.etcdcluster import EtcdClusterStatus, MemberStatus, RestoreStatus
 from etcdop.api.etcdrestore import EtcdRestore
 from etcdop.operator import manifests
 from etcdop.operator.etcdbackup.members import Candidate
+from etcdop.operator.etcdcluster.status import _with_restore
 from etcdop.operator.etcdrestore.steps import (
     Check,
     Fail,
@@ -320,3 +321,20 @@ def test_a_bootstrap_source_names_exactly_one_snapshot() -> None:
     both = {**cluster()["spec"], "bootstrap": {"backupName": "b1", "key": "k"}}
     ec = EtcdCluster.from_dict({**cluster(), "spec": both})
     assert [e.path for e in ec.validate()] == ["spec.bootstrap"]
+
+
+def test_the_seed_is_recorded_and_the_old_membership_forgotten_before_it_exists() -> None:
+    old = EtcdClusterStatus(
+        cluster_id="aaa",
+        members=(MemberStatus(name="demo-1", id="1", ready=True),),
+        ready_members=1,
+    )
+    seeded = _with_restore(old, RestoreSeed("demo-seed", UID), REQ, "")
+    assert (seeded.cluster_id, seeded.members, seeded.ready_members) == ("", (), 0)
+    assert seeded.restore is not None
+    assert (seeded.restore.phase, seeded.restore.seed) == ("Restoring", "demo-seed")
+    done = _with_restore(seeded, FinishRestore("demo-seed", UID), REQ, "bbb")
+    assert done.cluster_id == "bbb" and done.restore is not None
+    assert (done.restore.phase, done.restore.revision) == ("Restored", 42)
+    assert done.restore.completion_time
+    assert _with_restore(old, RestoreSeed("demo-seed", "other"), REQ, "") == old
