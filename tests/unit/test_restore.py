@@ -25,6 +25,7 @@ from etcdop.operator.etcdrestore.steps import (
     version_refusal,
 )
 from etcdop.operator.model import DesiredSpec, Member, MemberHealth, MemberPod, Observed
+from etcdop.operator.observe import member_pod
 from etcdop.operator.planner import (
     DeleteClaim,
     DeletePod,
@@ -338,3 +339,32 @@ def test_the_seed_is_recorded_and_the_old_membership_forgotten_before_it_exists(
     assert (done.restore.phase, done.restore.revision) == ("Restored", 42)
     assert done.restore.completion_time
     assert _with_restore(old, RestoreSeed("demo-seed", "other"), REQ, "") == old
+
+
+def test_a_failed_restore_init_container_is_said_in_the_restore_wait() -> None:
+    failed = {
+        "metadata": {"name": "demo-seed", "labels": {LABEL_RESTORE: UID}},
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {
+                    "name": "restore",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "message": "HashMismatch: k: bad digest"}
+                    },
+                }
+            ],
+        },
+    }
+    seed_pod = member_pod(failed)
+    assert seed_pod.restore == UID and "HashMismatch: k: bad digest" in seed_pod.waiting
+    action = plan(world([seed_pod]))
+    assert isinstance(action, PlanWait) and "HashMismatch" in action.message
+    ok = {
+        **failed,
+        "status": {
+            "initContainerStatuses": [{"name": "restore", "state": {"terminated": {"exitCode": 0}}}]
+        },
+    }
+    assert "restore" not in member_pod(ok).waiting

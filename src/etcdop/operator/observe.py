@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from etcdop.etcd import Health, Status
 from etcdop.etcd import Member as EtcdMember
-from etcdop.operator import manifests
+from etcdop.operator import manifests, sidecar
 from etcdop.operator.model import Member, MemberHealth, MemberPod, PodPhase, quorum
 from etcdop.operator.restorerequest import restore_uid
 
@@ -131,12 +131,30 @@ def member_pod(
     )
 
 
+def restore_failure(pod: Mapping[str, Any]) -> str:
+    """How a restore seed's `restore` init container last failed, or "" (never ran, running,
+    or succeeded): the reason a restore does not go on, in `etcdop restore`'s own words."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") != sidecar.RESTORE_CONTAINER:
+            continue
+        term = _last_termination(cs)
+        if not term or term.get("exitCode") in (0, None):
+            return ""
+        message = " ".join(str(term.get("message") or "").split())[-MESSAGE_TAIL:]
+        return f"the restore init container failed (exit code {term.get('exitCode')}): {message}"
+    return ""
+
+
 def _waiting(pod: Mapping[str, Any]) -> str:
-    """The scheduler's refusal, or the etcd container's waiting reason, when it is not running."""
+    """The scheduler's refusal, a failed restore, or the etcd container's waiting reason, when
+    it is not running."""
     status = pod.get("status") or {}
     for c in status.get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False":
             return f"{c.get('reason', 'Unschedulable')}: {c.get('message', '')}".strip()
+    failed = restore_failure(pod)
+    if failed:
+        return failed
     waiting = (_etcd_container(pod).get("state") or {}).get("waiting") or {}
     if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
         return f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
