@@ -240,6 +240,34 @@ async def test_a_snapshot_with_flipped_bytes_is_refused_before_any_member_is_sto
     await wait_cluster_ready(env.kube, CLUSTER, env.ns, SIZE, 30)
 
 
+async def test_a_source_that_does_not_exist_is_refused_and_the_cluster_left_untouched(
+    env: Env,
+) -> None:
+    before = {p["metadata"]["uid"] for p in await member_pods(env.kube, CLUSTER, env.ns)}
+    key = f"{env.ns}/{CLUSTER}/no-such-backup/metadata.json"
+    body = {
+        "apiVersion": GROUP_VERSION,
+        "kind": "EtcdRestore",
+        "metadata": {"name": "from-nowhere", "namespace": env.ns},
+        "spec": {"clusterName": CLUSTER, "source": {"storage": env.storage(), "key": key}},
+    }
+    await env.kube.create(restores_path(env.ns), body)
+    refused = await env.wait(
+        restores_path(env.ns, "from-nowhere"),
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        "EtcdRestore from-nowhere finished",
+        BACKUP_WITHIN,
+    )
+
+    st = refused["status"]
+    assert st["phase"] == "Failed" and st["reason"] == "ObjectMissing", st
+    assert key in st["message"] and "left untouched" in st["message"], st
+    pods = await member_pods(env.kube, CLUSTER, env.ns)
+    assert {p["metadata"]["uid"] for p in pods} == before
+    assert not any(p["metadata"].get("deletionTimestamp") for p in pods)
+    await wait_cluster_ready(env.kube, CLUSTER, env.ns, SIZE, 30)
+
+
 async def test_restore_in_place_brings_back_exactly_the_backups_keys_at_full_size(
     env: Env,
 ) -> None:
