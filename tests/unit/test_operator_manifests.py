@@ -266,3 +266,23 @@ def test_every_member_restarts_in_place_the_seed_too() -> None:
     joiner = manifests.member_pod(ec, "demo-b", "", "existing", "cluster.local")
     assert seed["spec"]["restartPolicy"] == "Always"
     assert joiner["spec"]["restartPolicy"] == "Always"
+
+
+def test_the_pod_hash_follows_every_change_of_the_member_pod_but_not_the_member() -> None:
+    base = cluster()
+    one = manifests.member_pod(base, "demo-a", "demo-a=http://x:2380", "new", "cluster.local")
+    two = manifests.member_pod(base, "demo-b", "", "existing", "cluster.local")
+    ann = manifests.ANN_POD_HASH
+    assert one["metadata"]["annotations"][ann] == two["metadata"]["annotations"][ann]
+    assert one["metadata"]["labels"][manifests.LABEL_SERVING] == "false"
+    changed = [
+        cluster(version="3.6.15"),
+        cluster(image="example.com/etcd"),
+        cluster(resources={"limits": {"memory": "1Gi"}}),
+        cluster(backendQuota="4Gi"),
+        cluster(podTemplate={"annotations": {"a": "b"}}),
+    ]
+    hashes = {manifests.pod_hash(ec, "cluster.local") for ec in [base, *changed]}
+    assert len(hashes) == 6
+    selector = manifests.client_service(base)["spec"]["selector"]
+    assert selector[manifests.LABEL_SERVING] == "true"

@@ -7,8 +7,9 @@ what the operator is doing or why it is stuck.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
-from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus
+from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus, UpgradeStall
 from etcdop.api.semver import parse_version
 from etcdop.operator.model import Member, Observed, quorum
 from etcdop.operator.planner import (
@@ -41,6 +42,8 @@ STUCK_REASONS = frozenset(
         "MembershipUnconfirmed",
         "NodeLost",
         "NoSpace",
+        "UpgradeStalled",
+        "VersionRefused",
     }
 )
 """Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
@@ -61,10 +64,11 @@ def compute_status(
 ) -> EtcdClusterStatus:
     """The status to write after planning `action` for `o`; `now` is an RFC 3339 time.
     REFUSED is why the action was not carried out (etcd or the API server said no)."""
+    stalled = _stalled(o, action, refused, previous)
     conditions = (
         _available(o),
-        _progressing(action, refused),
-        _degraded(o),
+        _progressing(o, action, refused),
+        _degraded(o, action, stalled),
         _even_size(o.spec.size),
     )
     stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in conditions)
@@ -84,6 +88,9 @@ def compute_status(
         members=members,
         ready_members=sum(1 for m in members if m.ready and not m.is_learner),
         current_version=_lowest_version(m.version for m in members),
+        target_version=o.spec.version,
+        cluster_version=o.cluster_version or previous.cluster_version,
+        stalled=stalled,
         client_endpoints=client_endpoints,
         compacted_revision=_compacted(o, action, refused, previous.compacted_revision),
         defragmented_members=_defragmented(o, action, refused, previous.defragmented_members),
@@ -102,7 +109,7 @@ def phase(o: Observed, action: Action, previous: str) -> str:
         return "Degraded"
     if isinstance(action, RemoveMember | CreatePod | DeletePod) and action.reason in HEAL_REASONS:
         return "Healing"
-    if any(o.member_version(m) not in ("", o.spec.version) for m in o.members):
+    if any(o.member_version(m) and o.outdated(m) for m in o.members):
         return "Upgrading"
     if len(voters) != o.spec.size or o.learners:
         if len(voters) < o.spec.size and previous in ("Creating", "Healing"):
@@ -140,7 +147,37 @@ def _available(o: Observed) -> Condition:
     )
 
 
-def _progressing(action: Action, refused: str | None) -> Condition:
+def _stalled(
+    o: Observed, action: Action, refused: str | None, previous: EtcdClusterStatus
+) -> UpgradeStall | None:
+    """The health gate's record: made when it removes a stalled member, kept while the spec
+    asks for that same rollout and some member still lags behind it."""
+    if isinstance(action, RemoveMember) and action.reason == "UpgradeStalled" and not refused:
+        return UpgradeStall(rollout=o.spec.rollout, member=action.member, message=action.detail)
+    before = previous.stalled
+    rolling = o.members is None or any(o.outdated(v) for v in o.voters)
+    if before is not None and before.rollout == o.spec.rollout and rolling:
+        return before
+    return None
+
+
+def rollout_progress(o: Observed) -> str:
+    """ "2 of 3 members at 3.6.16" during a rollout, else ""."""
+    if o.members is None or not any(o.outdated(v) for v in o.voters):
+        return ""
+    current = sum(1 for v in o.voters if not o.outdated(v))
+    return f"{current} of {o.spec.size} members at {o.spec.version}"
+
+
+def _progressing(o: Observed, action: Action, refused: str | None) -> Condition:
+    progress = rollout_progress(o)
+    if progress:
+        cond = _progressing_step(action, refused)
+        return replace(cond, message=f"{progress}: {cond.message}")
+    return _progressing_step(action, refused)
+
+
+def _progressing_step(action: Action, refused: str | None) -> Condition:
     if refused is not None:
         return _cond(PROGRESSING, False, "StepRefused", f"{describe(action)}: {refused}")
     match action:
@@ -154,7 +191,15 @@ def _progressing(action: Action, refused: str | None) -> Condition:
             return _cond(PROGRESSING, True, action.reason, describe(action))
 
 
-def _degraded(o: Observed) -> Condition:
+def _degraded(o: Observed, action: Action, stalled: UpgradeStall | None) -> Condition:
+    if stalled is not None:
+        return _cond(DEGRADED, True, "UpgradeStalled", stalled.message)
+    if isinstance(action, Wait) and action.reason in ("UpgradeStalled", "VersionRefused"):
+        return _cond(DEGRADED, True, action.reason, action.message)
+    return _degraded_members(o)
+
+
+def _degraded_members(o: Observed) -> Condition:
     if o.members is None:
         if not o.formed:
             return _cond(DEGRADED, False, "Creating", "the first member is starting")

@@ -5,6 +5,7 @@ Pure functions over plain dicts and facade results; the reconciler does the I/O 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import string
 from collections import Counter
@@ -126,6 +127,9 @@ def member_pod(
         node=str((pod.get("spec") or {}).get("nodeName") or ""),
         waiting=_waiting(pod),
         node_lost=_on_lost_node(pod, nodes),
+        pod_hash=str(annotations.get(manifests.ANN_POD_HASH, "")),
+        serving=(meta.get("labels") or {}).get(manifests.LABEL_SERVING) == "true",
+        created=_timestamp(meta.get("creationTimestamp")),
     )
 
 
@@ -139,6 +143,14 @@ def _waiting(pod: Mapping[str, Any]) -> str:
     if waiting.get("reason") and waiting.get("reason") != "ContainerCreating":
         return f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
     return ""
+
+
+def _timestamp(text: object) -> float:
+    """An RFC 3339 time from the API server in seconds since the epoch; 0 when unreadable."""
+    try:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _on_lost_node(pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]] | None) -> bool:

@@ -36,10 +36,13 @@ from etcdop.operator.planner import (
     DeletePod,
     DisarmAlarm,
     Done,
+    EnableDowngrade,
     MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
+    StartTraffic,
+    StopTraffic,
     Wait,
 )
 
@@ -131,6 +134,12 @@ class Actor:
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
+                case StopTraffic(member=m):
+                    await self._serve(ec, (m,), False)
+                case StartTraffic(members=ms):
+                    await self._serve(ec, ms, True)
+                case EnableDowngrade(version=v):
+                    await etcd.enable_downgrade(v)
                 case Wait() | Done():
                     pass
         except LearnerNotReady as e:
@@ -143,6 +152,23 @@ class Actor:
             # Refused by admission (Pod Security, quota), RBAC or validation: say so, retry.
             return f"KubernetesRefused: {e}"
         return None
+
+    async def _serve(self, ec: EtcdCluster, members: tuple[str, ...], on: bool) -> None:
+        """Label the members' pods in or out of the client Service; wait for the cache."""
+        value = "true" if on else "false"
+        for m in members:
+            patch = {"metadata": {"labels": {manifests.LABEL_SERVING: value}}}
+            await self.kube.patch(PODS, m, patch, ec.namespace)
+
+        def seen() -> bool:
+            for m in members:
+                pod = self.caches.pods.get_by(ec.namespace, m)
+                labels = (pod or {}).get("metadata", {}).get("labels") or {}
+                if pod is not None and labels.get(manifests.LABEL_SERVING) != value:
+                    return False
+            return True
+
+        await _until(seen, CACHE_WAIT)
 
     def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
         pod = self.caches.pods.get_by(ec.namespace, name)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import httpx
 
 from etcdop.api import EtcdCluster
 from etcdop.etcd import EtcdClient, EtcdError
@@ -16,7 +19,7 @@ from etcdop.etcd import Member as EtcdMember
 from etcdop.kube.store import labels_match
 from etcdop.operator import manifests, observe
 from etcdop.operator.etcdcluster.cache import Caches
-from etcdop.operator.model import DesiredSpec, Member, Observed
+from etcdop.operator.model import DesiredSpec, Member, Observed, Stall
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ async def observe_cluster(
     pods: Sequence[Mapping[str, Any]],
     endpoints: Mapping[str, str],
     etcd: EtcdClient,
+    domain: str = "cluster.local",
 ) -> tuple[Observed, str, frozenset[str]]:
     """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
     whose etcd reports a membership other than the one a quorum agrees on."""
@@ -77,9 +81,13 @@ async def observe_cluster(
     nodes = None
     if caches.nodes is not None:
         nodes = {str(n["metadata"]["name"]): n for n in caches.nodes.list(None)}
+    stalled = ec.status.stalled
+    voter_urls = [
+        endpoints[m.name] for m in members or () if m.name in endpoints and not m.is_learner
+    ]
     observed = Observed(
         cluster=ec.name,
-        spec=DesiredSpec.of(ec.spec),
+        spec=DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain)),
         pods=tuple(observe.member_pod(p, nodes) for p in pods),
         members=members,
         claims=claims,
@@ -88,8 +96,26 @@ async def observe_cluster(
         defragmented=frozenset(int(i, 16) for i in ec.status.defragmented_members),
         next_member_name=observe.new_member_name(ec.name, taken),
         unconfirmed=unconfirmed,
+        now=time.time(),
+        stalled=Stall(stalled.rollout, stalled.member, stalled.message) if stalled else None,
+        cluster_version=await cluster_version(voter_urls),
     )
     return observed, cluster_id, dissenters
+
+
+async def cluster_version(urls: Sequence[str], per_call: float = 1.0) -> str:
+    """The cluster version etcd reports on /version ("3.6.0"), from the first voter that
+    answers; "" when none does. Not in the gRPC status, hence plain HTTP."""
+    async with httpx.AsyncClient(timeout=per_call) as http:
+        for url in urls:
+            try:
+                resp = await http.get(f"{url}/version")
+                version = str(resp.json().get("etcdcluster") or "")
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            if version and version != "not_decided":
+                return version
+    return ""
 
 
 async def _member_lists(

@@ -48,6 +48,7 @@ class ClusterReconciler:
         self.caches = caches
         self.kube = kube
         self.etcd_timeout = etcd_timeout
+        self.domain = cluster_domain
         self.on_action = on_action
         self.on_observed = on_observed
         self.components = components.components(caches)
@@ -80,7 +81,7 @@ class ClusterReconciler:
             timeout=self.etcd_timeout,
         ) as etcd:
             observed, cluster_id, dissenters = await observe_cluster(
-                self.caches, ec, pods, endpoints, etcd
+                self.caches, ec, pods, endpoints, etcd, self.domain
             )
             action = plan(observed)
             if self.on_observed:
