@@ -179,6 +179,11 @@ def etcd_needs(local_node: Any, ns: str, pods: list[str]) -> list[float]:
     return out
 
 
+def _append(path: Path, line: str) -> None:
+    with path.open("a") as f:
+        f.write(line + "\n")
+
+
 @pytest.mark.parametrize("strategy", ["Surge", "InPlace"])
 async def test_upgrade_bench(
     etcdcluster_crd: KubeClient,
@@ -240,6 +245,5 @@ async def test_upgrade_bench(
     }
     out = os.environ.get("ETCDOP_BENCH_OUT")
     if out:
-        previous = Path(out).read_text() if Path(out).exists() else ""
-        Path(out).write_text(previous + json.dumps(line) + "\n")
+        await asyncio.to_thread(_append, Path(out), json.dumps(line))
     print(json.dumps(line))
