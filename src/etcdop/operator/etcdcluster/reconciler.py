@@ -25,8 +25,14 @@ from etcdop.operator.planner import Action, Done, RemoveMember, Wait, describe, 
 
 log = logging.getLogger(__name__)
 
-REQUEUE_BUSY = 1.0
-"""Seconds to the next look after a step: the next step usually follows at once."""
+REQUEUE_BUSY = 0.2
+"""Seconds to the next look after a step: the next step usually follows at once (the cache
+already shows our own write), and each second here was a second of every member replacement."""
+REQUEUE_SOON = 0.5
+"""After a wait that etcd or the kubelet ends within moments and that no API event announces
+(a learner catching up, etcd's 5 s "connected to every voter" rule after a promotion)."""
+SOON = frozenset({"LearnerCatchingUp", "PodStarting", "MemberStarting", "PodTerminating"})
+REFUSED_SOON = ("LearnerNotReady", "MembershipChangeRefused")
 REQUEUE_WAITING = 3.0
 REQUEUE_RESYNC = 30.0
 """A settled cluster is still checked now and then: etcd members fail without any API event."""
@@ -112,6 +118,8 @@ class ClusterReconciler:
             self.on_action(ec, action)
         if isinstance(action, Done):
             return REQUEUE_RESYNC
-        if isinstance(action, Wait) or outcome is not None:
-            return REQUEUE_WAITING
+        if outcome is not None:
+            return REQUEUE_SOON if outcome.startswith(REFUSED_SOON) else REQUEUE_WAITING
+        if isinstance(action, Wait):
+            return REQUEUE_SOON if action.reason in SOON else REQUEUE_WAITING
         return REQUEUE_BUSY
