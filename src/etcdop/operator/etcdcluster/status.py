@@ -76,7 +76,10 @@ class Reporter:
             refused=refused,
         )
         if status != ec.status:
-            await patch_status(self.kube, ETCDCLUSTERS, raw, status.to_dict())
+            body = status.to_dict()
+            if status.stalled is None and ec.status.stalled is not None:
+                body["stalled"] = None  # a merge patch keeps what it does not name
+            await patch_status(self.kube, ETCDCLUSTERS, raw, body)
         return status
 
     async def report(
