@@ -369,6 +369,7 @@ class EtcdClusterSpec(HasRules):
     upgrade: UpgradePolicy = prop(
         "How members are replaced when the version or the member pod changes.",
         default_factory=UpgradePolicy,
+        schema_default={},
     )
     paused: bool = prop(
         "Stop reconciling members while true (status is still reported): an upgrade holds "
