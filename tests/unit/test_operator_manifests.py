@@ -286,3 +286,14 @@ def test_the_pod_hash_follows_every_change_of_the_member_pod_but_not_the_member(
     assert len(hashes) == 6
     selector = manifests.client_service(base)["spec"]["selector"]
     assert selector[manifests.LABEL_SERVING] == "true"
+
+
+def test_a_pod_reads_back_with_its_hash_traffic_label_and_age() -> None:
+    made = manifests.member_pod(cluster(), "demo-a", "", "existing", "cluster.local")
+    made["metadata"]["creationTimestamp"] = "2026-12-02T00:00:10Z"
+    seen = observe.member_pod(made)
+    assert seen.pod_hash == manifests.pod_hash(cluster(), "cluster.local")
+    assert seen.serving is False and seen.created == 1796169610.0
+    made["metadata"]["labels"][manifests.LABEL_SERVING] = "true"
+    assert observe.member_pod(made).serving is True
+    assert observe.member_pod(pod("old")).created == 0.0  # unknown: the gate never fires
