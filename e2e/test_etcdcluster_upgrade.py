@@ -123,8 +123,15 @@ async def test_surge_upgrade_keeps_quorum_and_every_write_and_replaces_the_leade
     }
     order = sorted(gone_at, key=lambda n: gone_at[n])
     assert len(order) == 3 and order[-1] == leader, f"removal order {order}, leader {leader}"
-    ec = await get_cluster(kube, "surge", namespace)
-    assert ec["status"].get("clusterVersion", "").startswith("3.6"), ec["status"]
+
+    async def speaks_new() -> bool:
+        # etcd raises the cluster version a few seconds after the last member runs 3.6, and
+        # the operator records it on its next look (the resync of a settled cluster).
+        ec = await get_cluster(kube, "surge", namespace)
+        assert ec["status"].get("clusterVersion", "").startswith("3.6"), ec["status"]
+        return True
+
+    await eventually(speaks_new, 60, "status.clusterVersion 3.6")
 
 
 async def test_in_place_upgrade_on_claims_keeps_member_ids_and_data(
@@ -288,14 +295,16 @@ async def test_rollback_mid_upgrade_brings_every_member_back_and_paused_holds(
 
     await eventually(one_new_voter, 180, "a member at the new version")
     await patch_spec(kube, name, namespace, {"paused": True})
-    held = await member_ids(kube, name, namespace)
 
     async def paused() -> bool:
         ec = await get_cluster(kube, name, namespace)
         assert ec["status"]["phase"] == "Paused", ec["status"]["phase"]
         return True
 
+    # A step in flight when the spec changed still completes: the hold starts at the look that
+    # writes phase Paused.
     await eventually(paused, 30, "phase Paused")
+    held = await member_ids(kube, name, namespace)
     samples = []
     for _ in range(5):  # the membership must not move while paused (sampled over ~10 s)
         samples.append(await member_ids(kube, name, namespace))
