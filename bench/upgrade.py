@@ -7,7 +7,9 @@ spec.version -> 3.6. It brings up the local cluster (control plane, node, operat
 e2e fixtures, so it waits for the machine's node lock like the e2e scenarios.
 
 Per strategy: duration_s, failed_ops, p99_ms, max_ms, quorum_loss_s, lost_writes,
-member_replace_s (mean, from the operator's MemberReplaced/MemberRestarted Events) and
+member_replace_s (mean, from the operator's MemberReplaced/MemberRestarted Events: a new pod's
+creation to its old member's removal, or a re-created pod's creation to serving again),
+member_step_s (duration / members: each member's share of the whole rollout) and
 etcd_start_catchup_s (mean, what etcd itself needs: its first log line to "ready to serve").
 """
 

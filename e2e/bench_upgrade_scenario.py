@@ -238,6 +238,7 @@ async def test_upgrade_bench(
         "quorum_loss_s": round(sum(w.end - w.start for w in losses), 2),
         "lost_writes": len(lost),
         "member_replace_s": round(sum(replaced) / len(replaced), 1) if replaced else None,
+        "member_step_s": round(duration / 3, 1),
         "etcd_start_catchup_s": round(sum(needs) / len(needs), 1) if needs else None,
         "monitor_max_gap_s": round(
             max((g[1] for g in monitor.sample_gaps().values()), default=0.0), 3

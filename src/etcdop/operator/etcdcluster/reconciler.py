@@ -30,9 +30,12 @@ REQUEUE_BUSY = 0.2
 already shows our own write), and each second here was a second of every member replacement."""
 REQUEUE_SOON = 0.5
 """After a wait that etcd or the kubelet ends within moments and that no API event announces
-(a learner catching up, etcd's 5 s "connected to every voter" rule after a promotion)."""
+(a learner catching up, a pod starting or terminating)."""
 SOON = frozenset({"LearnerCatchingUp", "PodStarting", "MemberStarting", "PodTerminating"})
-REFUSED_SOON = ("LearnerNotReady", "MembershipChangeRefused")
+REQUEUE_REFUSED = 1.0
+"""After etcd refused a membership change: mostly its 5 s rule (the leader must have been
+connected to every voter for 5 s, so a new learner waits 5 s after the last one started);
+once a second keeps the StepRefused Events few and costs at most a second per member."""
 REQUEUE_WAITING = 3.0
 REQUEUE_RESYNC = 30.0
 """A settled cluster is still checked now and then: etcd members fail without any API event."""
@@ -119,7 +122,8 @@ class ClusterReconciler:
         if isinstance(action, Done):
             return REQUEUE_RESYNC
         if outcome is not None:
-            return REQUEUE_SOON if outcome.startswith(REFUSED_SOON) else REQUEUE_WAITING
+            refused = outcome.startswith(("LearnerNotReady", "MembershipChangeRefused"))
+            return REQUEUE_REFUSED if refused else REQUEUE_WAITING
         if isinstance(action, Wait):
             return REQUEUE_SOON if action.reason in SOON else REQUEUE_WAITING
         return REQUEUE_BUSY
