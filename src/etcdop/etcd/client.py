@@ -194,7 +194,7 @@ class EtcdClient:
                     ),
                 )
             except RequestFailed as e:
-                if "ongoing downgrade" not in e.detail:
+                if "downgrade job in progress" not in e.detail:
                     raise
         log.info("etcd downgrade enabled: version=%s via=%s", version, endpoint)
 
