@@ -313,3 +313,28 @@ async def test_rollback_mid_upgrade_brings_every_member_back_and_paused_holds(
     await patch_spec(kube, name, namespace, {"paused": False, "version": OLD})
     ec = await wait_all_at(kube, name, namespace, OLD, UPGRADE_WITHIN)
     assert ec["status"]["clusterVersion"].startswith("3.5"), ec["status"]
+
+
+async def test_going_back_a_minor_after_a_completed_upgrade_uses_etcds_downgrade(
+    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess, namespace: str
+) -> None:
+    kube = etcdcluster_crd
+    name = "downgrade"
+    await create_cluster(kube, etcd_cluster(name, namespace, 3, version=OLD))
+    await wait_all_at(kube, name, namespace, OLD, READY_WITHIN)
+    await patch_spec(kube, name, namespace, {"version": NEW})
+    await wait_all_at(kube, name, namespace, NEW, UPGRADE_WITHIN)
+
+    async def speaks(minor: str) -> bool:
+        ec = await get_cluster(kube, name, namespace)
+        assert ec["status"].get("clusterVersion", "").startswith(minor), ec["status"]
+        return True
+
+    await eventually(lambda: speaks("3.6"), 60, "status.clusterVersion 3.6")
+    await patch_spec(kube, name, namespace, {"version": OLD})
+    ec = await wait_all_at(kube, name, namespace, OLD, UPGRADE_WITHIN)
+    assert ec["status"]["clusterVersion"].startswith("3.5"), ec["status"]
+    events = await kube.items(f"/api/v1/namespaces/{namespace}/events")
+    assert any(e.get("reason") == "DowngradeEnabled" for e in events), [
+        e.get("reason") for e in events
+    ]
