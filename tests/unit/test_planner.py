@@ -604,3 +604,15 @@ def test_healthy_current_voters_are_put_in_the_client_service() -> None:
         [voter(1, leader=True), voter(2), voter(3)], [pod(1), pod(2, serving=False), pod(3)]
     )
     assert plan(obs) == StartTraffic(("demo-2",))
+
+
+def test_members_of_the_older_minor_join_only_once_etcd_downgraded_the_storage() -> None:
+    done = replace(old_three(running=V, version=OLD), cluster_version="3.5.0")
+    stored = tuple(
+        replace(m, health=replace(m.health, storage_version="3.6.0")) for m in done.members or ()
+    )
+    waiting = plan(replace(done, members=stored))
+    assert isinstance(waiting, Wait) and waiting.reason == "DowngradeStorage"
+    assert "demo-1 (3.6.0 to 3.5)" in waiting.message
+    lowered = tuple(replace(m, health=replace(m.health, storage_version="3.5.0")) for m in stored)
+    assert plan(replace(done, members=lowered)) == AddLearner("demo-new", reason="Upgrade")

@@ -96,6 +96,9 @@ class MemberHealth:
     db_size_in_use: int = 0
     nospace: bool = False
     """The NOSPACE alarm is raised: etcd refuses writes until it is disarmed."""
+    storage_version: str = ""
+    """The version of the member's data format ("3.6.0"; "" before etcd 3.6): after a downgrade
+    is enabled etcd lowers it, and members of the older minor may join only then."""
 
 
 UNREACHABLE = MemberHealth()

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from etcdop.api.semver import change_refusal, parse_version
+from etcdop.api.semver import EtcdVersion, change_refusal, parse_version
 from etcdop.operator.model import (
     InitialClusterState,
     Member,
@@ -626,7 +626,7 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
     except ValueError:
         return None
     if speaks is None or (speaks.major, speaks.minor) <= (want.major, want.minor):
-        return None
+        return _storage_downgrade(o, want)
     if (speaks.major, speaks.minor) < (3, 6):
         return Wait(
             "VersionRefused",
@@ -638,6 +638,23 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
     if sick is not None:
         return sick
     return EnableDowngrade(f"{want.major}.{want.minor}")
+
+
+def _storage_downgrade(o: Observed, want: EtcdVersion) -> Wait | None:
+    """After a downgrade is enabled etcd rewrites each member's data format to the older minor
+    (a few seconds); a member of that minor joins or restarts only on data it can read."""
+    for m in sorted(o.members or (), key=lambda m: m.name):
+        try:
+            stored = parse_version(m.health.storage_version) if m.health.storage_version else None
+        except ValueError:
+            continue
+        if stored is not None and (stored.major, stored.minor) > (want.major, want.minor):
+            return Wait(
+                "DowngradeStorage",
+                f"waiting for etcd to downgrade the storage version of member {m.name} "
+                f"({stored} to {want.major}.{want.minor}) before members of {want} join",
+            )
+    return None
 
 
 def _in_place(
