@@ -566,6 +566,8 @@ def _seen(o: Observed, m: Member, leader: Member) -> str:
     """What a person needs to judge a member that does not come up: pod, etcd, last exit."""
     pod = o.pod(m.name)
     parts = [f"pod {pod.phase.value if pod else 'missing'}"]
+    if pod is not None and pod.waiting:
+        parts.append(f"waiting: {pod.waiting}")
     if not m.health.reachable:
         parts.append("etcd does not answer")
     elif m.is_learner:
