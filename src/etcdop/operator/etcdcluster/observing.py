@@ -17,7 +17,7 @@ from etcdop.api import EtcdCluster
 from etcdop.etcd import EtcdClient, EtcdError
 from etcdop.etcd import Member as EtcdMember
 from etcdop.kube.store import labels_match
-from etcdop.operator import manifests, observe
+from etcdop.operator import manifests, observe, sidecar
 from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.model import DesiredSpec, Member, Observed, Stall
 
@@ -49,6 +49,7 @@ async def observe_cluster(
     endpoints: Mapping[str, str],
     etcd: EtcdClient,
     domain: str = "cluster.local",
+    agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
 ) -> tuple[Observed, str, frozenset[str]]:
     """The snapshot, etcd's cluster ID in hex ("" when no member answered), and the pods
     whose etcd reports a membership other than the one a quorum agrees on."""
@@ -87,7 +88,7 @@ async def observe_cluster(
     ]
     observed = Observed(
         cluster=ec.name,
-        spec=DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain)),
+        spec=DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain, agent_image=agent_image)),
         pods=tuple(observe.member_pod(p, nodes) for p in pods),
         members=members,
         claims=claims,

@@ -58,6 +58,7 @@ class ClusterReconciler:
         self.kube = kube
         self.etcd_timeout = etcd_timeout
         self.domain = cluster_domain
+        self.agent_image = agent_image
         self.on_action = on_action
         self.on_observed = on_observed
         self.components = components.components(caches)
@@ -90,7 +91,7 @@ class ClusterReconciler:
             timeout=self.etcd_timeout,
         ) as etcd:
             observed, cluster_id, dissenters = await observe_cluster(
-                self.caches, ec, pods, endpoints, etcd, self.domain
+                self.caches, ec, pods, endpoints, etcd, self.domain, self.agent_image
             )
             action = plan(observed)
             if self.on_observed:
