@@ -185,14 +185,14 @@ class EtcdClient:
         to VERSION's minor, so members of that minor may run. Enabling it twice is fine."""
         endpoint, _ = await self._leader()
         for action in (DowngradeAction.VALIDATE, DowngradeAction.ENABLE):
-            try:
-                await self._on(
-                    endpoint,
-                    f"downgrade {action.name.lower()} {version}",
-                    lambda c, a=action: c.maintenance.downgrade(  # type: ignore[misc]
-                        a, version, timeout=self._change_timeout, max_attempts=_ONCE
-                    ),
+
+            def call(c: _Conn, a: DowngradeAction = action) -> Awaitable[Any]:
+                return c.maintenance.downgrade(
+                    a, version, timeout=self._change_timeout, max_attempts=_ONCE
                 )
+
+            try:
+                await self._on(endpoint, f"downgrade {action.name.lower()} {version}", call)
             except RequestFailed as e:
                 if "downgrade job in progress" not in e.detail:
                     raise
