@@ -27,11 +27,10 @@ from e2e.operator import (
     wait_membership_matches,
 )
 from e2e.workload import (
-    MAX_SAMPLE_GAP,
-    MIN_SAMPLE_RATE,
     MemberWatch,
     QuorumMonitor,
     Writer,
+    assert_quorum_kept,
     in_flight,
     member_name,
     running,
@@ -63,17 +62,6 @@ async def wait_all_at(kube: KubeClient, name: str, ns: str, version: str, within
 
     await eventually(at, within, f"every member of {ns}/{name} at {version}")
     return await get_cluster(kube, name, ns)
-
-
-def assert_quorum_kept(monitor: QuorumMonitor, details: str) -> None:
-    gaps = monitor.sample_gaps()
-    assert gaps, f"no voter was ever probed: {details}"
-    slow = {v: g for v, g in gaps.items() if g[1] >= MAX_SAMPLE_GAP or g[2] < MIN_SAMPLE_RATE}
-    assert not slow, f"the monitor was starved: {slow}; {details}"
-    losses = monitor.quorum_losses()
-    assert not losses, (
-        f"windows without a healthy quorum: {[str(w) for w in losses[:5]]}; {details}"
-    )
 
 
 async def upgrade_under_writer(
