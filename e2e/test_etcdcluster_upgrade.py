@@ -35,6 +35,7 @@ from e2e.workload import (
     member_name,
     running,
     unreadable,
+    write_keys,
 )
 from tests.waiting import eventually
 
@@ -303,26 +304,68 @@ async def test_rollback_mid_upgrade_brings_every_member_back_and_paused_holds(
     assert ec["status"]["clusterVersion"].startswith("3.5"), ec["status"]
 
 
-async def test_going_back_a_minor_after_a_completed_upgrade_uses_etcds_downgrade(
-    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess, namespace: str
-) -> None:
-    kube = etcdcluster_crd
-    name = "downgrade"
-    await create_cluster(kube, etcd_cluster(name, namespace, 3, version=OLD))
+async def upgraded(kube: KubeClient, name: str, namespace: str, **spec: Any) -> None:
+    """A 3-member cluster created at OLD, upgraded to NEW, speaking NEW's minor."""
+    await create_cluster(kube, etcd_cluster(name, namespace, 3, version=OLD, **spec))
     await wait_all_at(kube, name, namespace, OLD, READY_WITHIN)
     await patch_spec(kube, name, namespace, {"version": NEW})
     await wait_all_at(kube, name, namespace, NEW, UPGRADE_WITHIN)
 
-    async def speaks(minor: str) -> bool:
+    async def speaks_new() -> bool:
         ec = await get_cluster(kube, name, namespace)
-        assert ec["status"].get("clusterVersion", "").startswith(minor), ec["status"]
+        assert ec["status"].get("clusterVersion", "").startswith("3.6"), ec["status"]
         return True
 
-    await eventually(lambda: speaks("3.6"), 60, "status.clusterVersion 3.6")
+    await eventually(speaks_new, 60, "status.clusterVersion 3.6")
+
+
+async def test_going_back_a_minor_in_place_uses_etcds_downgrade(
+    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess, namespace: str
+) -> None:
+    kube = etcdcluster_crd
+    name = "downgrade"
+    spec = {"storage": CLAIMS, "upgrade": {"strategy": "InPlace"}}
+    await upgraded(kube, name, namespace, **spec)
+    before = await member_ids(kube, name, namespace)
+    keys = await write_keys(kube, name, namespace, "before-downgrade", 50)
     await patch_spec(kube, name, namespace, {"version": OLD})
     ec = await wait_all_at(kube, name, namespace, OLD, UPGRADE_WITHIN)
     assert ec["status"]["clusterVersion"].startswith("3.5"), ec["status"]
+    assert await member_ids(kube, name, namespace) == before, "a member was replaced"
+    lost = await unreadable(kube, name, namespace, keys)
+    assert not lost, f"{len(lost)} of {len(keys)} keys lost in the downgrade: {lost[:10]}"
     events = await kube.items(f"/api/v1/namespaces/{namespace}/events")
     assert any(e.get("reason") == "DowngradeEnabled" for e in events), [
         e.get("reason") for e in events
     ]
+
+
+async def test_going_back_a_minor_by_surge_is_refused_and_nothing_changes(
+    etcdcluster_crd: KubeClient, local_node: object, operator: OperatorProcess, namespace: str
+) -> None:
+    """etcd 3.5 does not join a downgrading 3.6 cluster as a new member: Surge cannot go back."""
+    kube = etcdcluster_crd
+    name = "nodowngrade"
+    await upgraded(kube, name, namespace)
+    before = await member_ids(kube, name, namespace)
+    await patch_spec(kube, name, namespace, {"version": OLD})
+    seen: list[dict[str, Any]] = []
+
+    async def refused() -> bool:
+        ec = await get_cluster(kube, name, namespace)
+        degraded = condition(ec, "Degraded") or {}
+        seen[:] = [degraded]
+        assert degraded.get("reason") == "VersionRefused", degraded
+        return True
+
+    await eventually(refused, 60, "Degraded/VersionRefused")
+    assert "strategy InPlace" in seen[0]["message"], seen[0]
+    ec = await get_cluster(kube, name, namespace)
+    assert ec["status"]["clusterVersion"].startswith("3.6"), ec["status"]
+    assert {m["version"] for m in ec["status"]["members"]} == {NEW}, ec["status"]["members"]
+    assert await member_ids(kube, name, namespace) == before
+    events = await kube.items(f"/api/v1/namespaces/{namespace}/events")
+    assert not any(e.get("reason") == "DowngradeEnabled" for e in events)
+    await patch_spec(kube, name, namespace, {"version": NEW})
+    ec = await wait_all_at(kube, name, namespace, NEW, READY_WITHIN)
+    assert (condition(ec, "Degraded") or {}).get("reason") != "VersionRefused"

@@ -13,6 +13,7 @@ from etcdop.operator.model import (
     Observed,
     PodPhase,
     Stall,
+    UpgradeBackup,
 )
 from etcdop.operator.planner import (
     Action,
@@ -32,6 +33,7 @@ from etcdop.operator.planner import (
     RemoveMember,
     StartTraffic,
     StopTraffic,
+    TakeBackup,
     Wait,
     describe,
     plan,
@@ -531,14 +533,26 @@ def test_each_version_policy_refusal_is_a_wait_that_names_the_member_and_the_rul
     assert isinstance(down, Wait) and "more than one minor" in down.message
 
 
-def test_going_back_a_minor_after_a_completed_upgrade_uses_the_downgrade_api() -> None:
-    done = replace(old_three(running=V, version=OLD), cluster_version="3.6.0")
+def test_going_back_a_minor_after_a_completed_upgrade_uses_the_downgrade_api_in_place() -> None:
+    done = replace(
+        old_three(running=V, version=OLD, uses_claims=True, strategy="InPlace"),
+        cluster_version="3.6.0",
+        claims=frozenset(NAMES3),
+    )
     assert plan(done) == EnableDowngrade("3.5")
-    # Once enabled etcd speaks 3.5 again and members are replaced as in an upgrade.
-    assert plan(replace(done, cluster_version="3.5.0")) == AddLearner("demo-new", reason="Upgrade")
+    # Once enabled etcd speaks 3.5 again and members are restarted on their data, one at a time.
+    assert plan(replace(done, cluster_version="3.5.0")) == StopTraffic("demo-2")
+
+
+def test_going_back_a_minor_by_surge_is_refused_with_why() -> None:
+    """etcd 3.5 does not join a downgrading 3.6 cluster as a new member (measured)."""
+    done = replace(old_three(running=V, version=OLD), cluster_version="3.6.0")
+    refused = plan(done)
+    assert isinstance(refused, Wait) and refused.reason == "VersionRefused"
+    assert "strategy InPlace" in refused.message and "spec.version back" in refused.message
     # Mid-upgrade the cluster still speaks the old minor: rollback is plain replacement.
     mixed = replace(done, cluster_version="3.5.0")
-    assert not isinstance(plan(mixed), EnableDowngrade)
+    assert plan(mixed) == AddLearner("demo-new", reason="Upgrade")
 
 
 def test_a_change_of_the_pod_rolls_like_a_version_change() -> None:
@@ -616,3 +630,24 @@ def test_members_of_the_older_minor_join_only_once_etcd_downgraded_the_storage()
     assert "demo-1 (3.6.0 to 3.5)" in waiting.message
     lowered = tuple(replace(m, health=replace(m.health, storage_version="3.5.0")) for m in stored)
     assert plan(replace(done, members=lowered)) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_a_version_change_takes_a_backup_first_and_a_failed_one_holds_it() -> None:
+    obs = old_three(backup_before_upgrade=True)
+    assert plan(obs) == TakeBackup(V)
+    running = plan(replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16")))
+    assert isinstance(running, Wait) and running.reason == "BackupBeforeUpgrade"
+    failed = plan(
+        replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16", "Failed", "S3 said 403"))
+    )
+    assert isinstance(failed, Wait) and failed.reason == "UpgradeBackupFailed"
+    assert "S3 said 403" in failed.message and "backupBeforeUpgrade" in failed.message
+    done = replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16", "Succeeded"))
+    assert plan(done) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_no_backup_when_only_the_pod_changes_or_when_switched_off() -> None:
+    pod_only = old_three(running=V, pod_hash="new", backup_before_upgrade=True)
+    pod_only = replace(pod_only, pods=tuple(replace(p, pod_hash="old") for p in pod_only.pods))
+    assert plan(pod_only) == AddLearner("demo-new", reason="Upgrade")
+    assert plan(old_three()) == AddLearner("demo-new", reason="Upgrade")

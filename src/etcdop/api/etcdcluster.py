@@ -301,6 +301,13 @@ class UpgradePolicy:
         max_length=32,
         rules=(DURATION_RULE,),
     )
+    backup_before_upgrade: bool = prop(
+        "With spec.backup set, a change of spec.version first takes an EtcdBackup named "
+        "<cluster>-before-<version> and waits for it to succeed; a failed backup holds the "
+        "upgrade (Degraded, reason UpgradeBackupFailed). false skips it.",
+        default=True,
+        schema_default=True,
+    )
 
 
 @api_type

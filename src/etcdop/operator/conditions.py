@@ -44,9 +44,13 @@ STUCK_REASONS = frozenset(
         "NoSpace",
         "UpgradeStalled",
         "VersionRefused",
+        "UpgradeBackupFailed",
     }
 )
 """Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
+
+HOLD_REASONS = frozenset({"UpgradeStalled", "VersionRefused", "UpgradeBackupFailed"})
+"""Wait reasons that hold a rollout until a person acts: Degraded is True with that reason."""
 
 HEAL_REASONS = frozenset({"PodGone", "DataLost", "DataGone", "PodFailed", "PodMissing"})
 
@@ -194,7 +198,11 @@ def _progressing_step(action: Action, refused: str | None) -> Condition:
 def _degraded(o: Observed, action: Action, stalled: UpgradeStall | None) -> Condition:
     if stalled is not None:
         return _cond(DEGRADED, True, "UpgradeStalled", stalled.message)
-    if isinstance(action, Wait) and action.reason in ("UpgradeStalled", "VersionRefused"):
+    if isinstance(action, Wait) and action.reason in (
+        "UpgradeStalled",
+        "VersionRefused",
+        "UpgradeBackupFailed",
+    ):
         return _cond(DEGRADED, True, action.reason, action.message)
     return _degraded_members(o)
 

@@ -143,6 +143,9 @@ class DesiredSpec:
     strategy: Strategy = "Surge"
     member_ready_timeout: float = 300.0
     """Seconds a new or re-created member may take to be healthy and caught up."""
+    backup_before_upgrade: bool = False
+    """spec.backup is set and spec.upgrade.backupBeforeUpgrade: a version change waits for a
+    backup of the cluster as it was."""
 
     @classmethod
     def of(cls, spec: EtcdClusterSpec, pod_hash: str = "") -> DesiredSpec:
@@ -155,6 +158,7 @@ class DesiredSpec:
             pod_hash=pod_hash,
             strategy="InPlace" if spec.upgrade.strategy == "InPlace" else "Surge",
             member_ready_timeout=parse_duration(spec.upgrade.member_ready_timeout),
+            backup_before_upgrade=spec.backup is not None and spec.upgrade.backup_before_upgrade,
         )
 
     @property
@@ -169,6 +173,16 @@ class Stall:
 
     rollout: str
     member: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class UpgradeBackup:
+    """The EtcdBackup taken before upgrading to spec.version, as observed."""
+
+    name: str
+    phase: str = ""
+    """"" while it runs, else Succeeded or Failed."""
     message: str = ""
 
 
@@ -200,6 +214,8 @@ class Observed:
     """Seconds since the epoch when observed: the health gate compares pod ages with it."""
     stalled: Stall | None = None
     cluster_version: str = ""
+    upgrade_backup: UpgradeBackup | None = None
+    """The pre-upgrade backup for spec.version, None while none exists."""
     """The cluster version etcd reports ("3.6.0"); "" when no member said."""
 
     def pod(self, name: str) -> MemberPod | None:

@@ -173,6 +173,14 @@ class EnableDowngrade:
 
 
 @dataclass(frozen=True)
+class TakeBackup:
+    """Create the EtcdBackup of the cluster as it is, before members of VERSION replace it."""
+
+    version: str
+    reason: str = "BackupBeforeUpgrade"
+
+
+@dataclass(frozen=True)
 class Wait:
     reason: str
     message: str
@@ -199,6 +207,7 @@ Action = (
     | StopTraffic
     | StartTraffic
     | EnableDowngrade
+    | TakeBackup
     | Wait
     | Done
 )
@@ -238,6 +247,8 @@ def describe(action: Action) -> str:
             return f"put member {', '.join(ms)} in the client Service"
         case EnableDowngrade(version=v):
             return f"enable etcd's downgrade of the cluster version to {v}"
+        case TakeBackup(version=v):
+            return f"take a backup of the cluster before upgrading to {v}"
         case Wait(message=msg):
             return msg
         case Done():
@@ -389,6 +400,9 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
         refused = version_refusal(o, leader)
         if refused is not None:
             return refused
+        held = backup_first(o, outdated)
+        if held is not None:
+            return held
     if len(voters) > o.spec.size:
         victim = min(
             voters,
@@ -636,10 +650,48 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
             f"member ran it), and etcd before 3.6 has no downgrade API to go back; restore a "
             f"backup taken before the upgrade into a new cluster, or set spec.version back",
         )
+    if o.spec.strategy != "InPlace":
+        # Measured on 3.5.35: while a downgrade is enabled a member of the older minor refuses to
+        # join as a new member ("incompatible with current running cluster"), so only members
+        # restarted on their own data can go back.
+        return Wait(
+            "VersionRefused",
+            f"spec.version {target}: going back from {speaks.major}.{speaks.minor} to "
+            f"{want.major}.{want.minor} needs each member restarted on its own data (etcd "
+            f"{want.major}.{want.minor} does not join a downgrading cluster as a new member); "
+            f"use spec.upgrade.strategy InPlace with persistentVolumeClaim storage, set "
+            f"spec.version back, or restore a backup taken before the upgrade into a new cluster",
+        )
     sick = unhealthy_member(o, o.voters)
     if sick is not None:
         return sick
     return EnableDowngrade(f"{want.major}.{want.minor}")
+
+
+def backup_first(o: Observed, outdated: list[Member]) -> Action | None:
+    """Before the first member of a new version: a backup of the cluster as it is, once per
+    target version (the backup is named for it), and a failed one holds the upgrade."""
+    if not o.spec.backup_before_upgrade:
+        return None
+    if all(o.member_version(v) == o.spec.version for v in outdated):
+        return None  # only the pod changed, not etcd: nothing to go back to
+    b = o.upgrade_backup
+    if b is None:
+        return TakeBackup(o.spec.version)
+    if b.phase == "Succeeded":
+        return None
+    if b.phase == "Failed":
+        return Wait(
+            "UpgradeBackupFailed",
+            f"EtcdBackup {b.name}, taken before upgrading to {o.spec.version}, failed: "
+            f"{b.message or 'no reason given'}. The upgrade waits: fix the backup storage and "
+            f"delete {b.name} to take it again, or set spec.upgrade.backupBeforeUpgrade to "
+            f"false",
+        )
+    return Wait(
+        "BackupBeforeUpgrade",
+        f"waiting for EtcdBackup {b.name} before upgrading to {o.spec.version}",
+    )
 
 
 def _storage_downgrade(o: Observed, want: EtcdVersion) -> Wait | None:

@@ -22,6 +22,7 @@ from etcdop.etcd import (
 )
 from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, KubeError
 from etcdop.operator import manifests, sidecar
+from etcdop.operator.etcdbackup.cache import ETCDBACKUPS, upgrade_backup, upgrade_backup_name
 from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.etcdcluster.observing import client_url, pod_ips, pods_of
 from etcdop.operator.model import Member, Observed
@@ -43,6 +44,7 @@ from etcdop.operator.planner import (
     RemoveMember,
     StartTraffic,
     StopTraffic,
+    TakeBackup,
     Wait,
 )
 
@@ -140,6 +142,8 @@ class Actor:
                     await self._serve(ec, ms, True)
                 case EnableDowngrade(version=v):
                     await etcd.enable_downgrade(v)
+                case TakeBackup(version=v):
+                    await self._take_backup(ec, v)
                 case Wait() | Done():
                     pass
         except LearnerNotReady as e:
@@ -189,6 +193,17 @@ class Actor:
         )
         await self._create(pod)
         await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)
+
+    async def _take_backup(self, ec: EtcdCluster, version: str) -> None:
+        """Create the pre-upgrade EtcdBackup (the backup controller takes it) and wait for the
+        cache to show it, so the next plan waits on it rather than making it again."""
+        backups = self.caches.backups
+        if ec.spec.backup is None or backups is None:
+            return
+        with contextlib.suppress(ConflictError):
+            await self.kube.create(ETCDBACKUPS, upgrade_backup(ec, ec.spec.backup, version))
+        name = upgrade_backup_name(ec.name, version)
+        await _until(lambda: backups.get_by(ec.namespace, name) is not None, CACHE_WAIT)
 
     async def _create(self, obj: Mapping[str, Any]) -> None:
         """Create OBJ; one that exists already (a step repeated after a crash) is fine."""

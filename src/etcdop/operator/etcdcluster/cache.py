@@ -28,3 +28,5 @@ class Caches:
     operator may not read nodes (then no pod is ever taken for stuck)."""
     secrets: Store | None = None
     """Secrets the operator made (the agents' token); None: no token Secret is kept."""
+    backups: Store | None = None
+    """EtcdBackups, to see the one taken before an upgrade; None: upgrades take no backup."""

@@ -11,6 +11,7 @@ from etcdop.kube.events import EventRecorder
 from etcdop.kube.manager import Controller, KeysOf, Manager, Watch, owns
 from etcdop.kube.store import Store
 from etcdop.operator import manifests, metrics, sidecar
+from etcdop.operator.etcdbackup.cache import ETCDBACKUPS
 from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS, MANAGED, Caches
 from etcdop.operator.etcdcluster.reconciler import ClusterReconciler
 from etcdop.operator.model import Observed
@@ -68,6 +69,7 @@ def controller(
         pdbs=mgr.store(PDBS, MANAGED),
         nodes=mgr.store(NODES),
         secrets=mgr.store(SECRETS, MANAGED),
+        backups=mgr.store(ETCDBACKUPS),
     )
     reconciler = ClusterReconciler(
         caches,
@@ -89,6 +91,7 @@ def controller(
             owns(SERVICES, label=by_cluster, selector=MANAGED),
             owns(PDBS, label=by_cluster, selector=MANAGED),
             owns(SECRETS, label=by_cluster, selector=MANAGED),
+            owns(ETCDBACKUPS, owner=ETCDCLUSTERS),
         ],
         watches=[Watch(NODES, clusters_on_node(caches.pods))],
         workers=workers,

@@ -18,8 +18,9 @@ from etcdop.etcd import EtcdClient, EtcdError
 from etcdop.etcd import Member as EtcdMember
 from etcdop.kube.store import labels_match
 from etcdop.operator import manifests, observe, sidecar
+from etcdop.operator.etcdbackup.cache import upgrade_backup_name
 from etcdop.operator.etcdcluster.cache import Caches
-from etcdop.operator.model import DesiredSpec, Member, Observed, Stall
+from etcdop.operator.model import DesiredSpec, Member, Observed, Stall, UpgradeBackup
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,27 @@ async def observe_cluster(
         now=time.time(),
         stalled=Stall(stalled.rollout, stalled.member, stalled.message) if stalled else None,
         cluster_version=await cluster_version(voter_urls),
+        upgrade_backup=upgrade_backup_of(caches, ec),
     )
     return observed, cluster_id, dissenters
+
+
+def upgrade_backup_of(caches: Caches, ec: EtcdCluster) -> UpgradeBackup | None:
+    """The backup this cluster took before upgrading to spec.version, if it exists."""
+    if caches.backups is None:
+        return None
+    name = upgrade_backup_name(ec.name, ec.spec.version)
+    raw = caches.backups.get_by(ec.namespace, name)
+    refs = (raw or {}).get("metadata", {}).get("ownerReferences") or []
+    if raw is None or not any(r.get("uid") == ec.uid for r in refs):
+        return None  # a backup of an earlier cluster of this name is not this one's
+    status = raw.get("status") or {}
+    phase = str(status.get("phase") or "")
+    return UpgradeBackup(
+        name,
+        phase if phase in ("Succeeded", "Failed") else "",
+        str(status.get("message") or ""),
+    )
 
 
 async def cluster_version(urls: Sequence[str], per_call: float = 1.0) -> str:
