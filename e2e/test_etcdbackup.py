@@ -36,6 +36,7 @@ from e2e.operator import (
     etcd_client,
     etcd_cluster,
     get_cluster,
+    member_ids,
     member_pods,
     new_namespace,
     patch_spec,
@@ -365,3 +366,53 @@ async def test_members_with_the_agent_pass_restricted_pod_security(env: Env) -> 
         assert [c["name"] for c in pod["spec"]["initContainers"]] == ["backup-agent"]
     finally:
         await kube.delete(f"/api/v1/namespaces/{ns}")
+
+
+OLD_VERSION = "3.5.35"
+
+
+async def test_an_upgrade_takes_a_backup_first_and_a_failed_backup_holds_it(env: Env) -> None:
+    kube, ns = env.kube, env.ns
+    good = {"backup": {"storage": env.storage(prefix="before-upgrade")}}
+    bad = {"backup": {"storage": env.storage("bad-creds")}}
+    await create_cluster(kube, etcd_cluster("upg", ns, 1, version=OLD_VERSION, **good))
+    await create_cluster(kube, etcd_cluster("upgbad", ns, 1, version=OLD_VERSION, **bad))
+    await wait_cluster_ready(kube, "upg", ns, 1, READY_WITHIN)
+    await wait_cluster_ready(kube, "upgbad", ns, 1, READY_WITHIN)
+    bad_ids = await member_ids(kube, "upgbad", ns)
+    await patch_spec(kube, "upg", ns, {"version": ETCD_VERSION})
+    await patch_spec(kube, "upgbad", ns, {"version": ETCD_VERSION})
+
+    name = f"upg-before-{ETCD_VERSION.replace('.', '-')}"
+    taken = await env.wait_backup(
+        name, lambda st: st.get("phase") == "Succeeded", "the pre-upgrade backup succeeded"
+    )
+    assert taken["metadata"]["labels"]["etcdop.io/before-upgrade"] == ETCD_VERSION
+    assert taken["spec"]["deletionPolicy"] == "Retain"
+    assert taken["status"]["etcdVersion"] == OLD_VERSION, taken["status"]
+
+    async def upgraded() -> bool:
+        ec = await get_cluster(kube, "upg", ns)
+        versions = {m["name"]: m.get("version") for m in ec["status"].get("members") or []}
+        assert set(versions.values()) == {ETCD_VERSION}, versions
+        return True
+
+    await eventually(upgraded, READY_WITHIN, "cluster upg upgraded")
+    pods = await member_pods(kube, "upg", ns)
+    newest = max(p["metadata"]["creationTimestamp"] for p in pods)
+    done = taken["status"]["completionTime"]
+    assert done <= newest, f"the backup finished at {done}, after a new member's pod ({newest})"
+
+    seen: dict[str, Any] = {}
+
+    async def held() -> bool:
+        ec = await get_cluster(kube, "upgbad", ns)
+        seen.update(condition(ec, "Degraded") or {})
+        assert seen.get("reason") == "UpgradeBackupFailed", seen
+        return True
+
+    await eventually(held, BACKUP_WITHIN, "Degraded/UpgradeBackupFailed on upgbad")
+    assert "upgbad-before-" in seen["message"] and "backupBeforeUpgrade" in seen["message"]
+    assert await member_ids(kube, "upgbad", ns) == bad_ids, "a member changed"
+    ec = await get_cluster(kube, "upgbad", ns)
+    assert {m.get("version") for m in ec["status"]["members"]} == {OLD_VERSION}

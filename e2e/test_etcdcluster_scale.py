@@ -20,10 +20,9 @@ from e2e.operator import (
     wait_membership_matches,
 )
 from e2e.workload import (
-    MAX_SAMPLE_GAP,
-    MIN_SAMPLE_RATE,
     QuorumMonitor,
     Writer,
+    assert_quorum_kept,
     running,
     unreadable,
 )
@@ -78,19 +77,7 @@ async def test_scale_3_5_1_3_and_leader_moves_keep_quorum_and_every_write(
     print(summary)  # every figure in it is asserted below
     details = f"{summary}\n({monitor.diagnostics()}; writer: {writer.diagnostics()})"
 
-    gaps = monitor.sample_gaps()
-    assert gaps, f"no voter was ever probed: {details}"
-    slow = {v: g for v, g in gaps.items() if g[1] >= MAX_SAMPLE_GAP or g[2] < MIN_SAMPLE_RATE}
-    assert not slow, (
-        f"the monitor was starved (voter: samples, largest gap s, samples/s): {slow}; {details}"
-    )
-    losses = monitor.quorum_losses()
-    assert not losses, (
-        f"{len(losses)} windows without a healthy quorum: {[str(w) for w in losses[:5]]}; "
-        f"{details}"
-    )
-    margin = monitor.min_margin()
-    assert margin is not None and margin >= 0, details
+    assert_quorum_kept(monitor, details)
     failed = [
         f"[{monitor.label_at(op.start)}] {op.key} after {op.end - op.start:.3f}s: {op.error}"
         for op in writer.failures()

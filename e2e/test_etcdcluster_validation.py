@@ -30,6 +30,7 @@ async def ns(etcdcluster_crd: KubeClient) -> AsyncIterator[str]:
     yield name
     await delete_namespace(etcdcluster_crd, name)
 
+
 BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     # (case, spec fields, field the message must name, words it must say)
     ("size 0", {"size": 0}, "spec.size", "must be between 1 and 9"),
@@ -81,9 +82,7 @@ async def test_good_spec_is_accepted_with_defaults_and_bad_update_rejected(
     name = "validation-good"
     path = clusters_path(ns, name)
     await etcdcluster_crd.delete(path)
-    created = await etcdcluster_crd.create(
-        clusters_path(ns), etcd_cluster(name, ns, size=None)
-    )
+    created = await etcdcluster_crd.create(clusters_path(ns), etcd_cluster(name, ns, size=None))
     try:
         assert created["spec"]["size"] == 3, created["spec"]
         assert created["spec"]["version"] == ETCD_VERSION
@@ -95,5 +94,53 @@ async def test_good_spec_is_accepted_with_defaults_and_bad_update_rejected(
         assert "spec.size" in body["message"], body["message"]
         await patch_spec(etcdcluster_crd, name, ns, {"size": 5})
         assert (await get_cluster(etcdcluster_crd, name, ns))["spec"]["size"] == 5
+    finally:
+        await etcdcluster_crd.delete(path)
+
+
+async def test_in_place_with_empty_dir_is_rejected_and_defaults_are_surge(
+    etcdcluster_crd: KubeClient, ns: str
+) -> None:
+    obj = etcd_cluster("inplace-emptydir", ns, size=3, upgrade={"strategy": "InPlace"})
+    status, body = await etcdcluster_crd.call("POST", clusters_path(ns), obj)
+    assert status == 422, body
+    assert "InPlace needs spec.storage.persistentVolumeClaim" in body["message"], body
+    name = "upgrade-defaults"
+    path = clusters_path(ns, name)
+    await etcdcluster_crd.delete(path)
+    created = await etcdcluster_crd.create(clusters_path(ns), etcd_cluster(name, ns, size=None))
+    try:
+        assert created["spec"]["upgrade"] == {"strategy": "Surge", "memberReadyTimeout": "5m"}
+    finally:
+        await etcdcluster_crd.delete(path)
+
+
+VERSION_CHANGES = [
+    # (from, to, words of the refusal, or "" when etcd supports the change)
+    ("3.5.35", "3.7.0", "cannot skip a minor version"),
+    ("3.7.0", "3.5.35", "more than one minor version"),
+    ("3.5.20", "3.6.16", "3.5.32 or later"),
+    ("3.5.32", "3.6.16", ""),
+    ("3.6.16", "3.5.35", ""),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "words"), VERSION_CHANGES)
+async def test_version_changes_etcd_does_not_support_are_refused_at_admission(
+    etcdcluster_crd: KubeClient, ns: str, old: str, new: str, words: str
+) -> None:
+    name = f"version-{old.replace('.', '-')}-{new.replace('.', '-')}"
+    path = clusters_path(ns, name)
+    await etcdcluster_crd.delete(path)
+    await etcdcluster_crd.create(clusters_path(ns), etcd_cluster(name, ns, version=old))
+    try:
+        status, body = await etcdcluster_crd.call(
+            "PATCH", path, {"spec": {"version": new}}, content_type="application/merge-patch+json"
+        )
+        if words:
+            assert status == 422, body
+            assert "spec.version" in body["message"] and words in body["message"], body
+        else:
+            assert status == 200, body
     finally:
         await etcdcluster_crd.delete(path)

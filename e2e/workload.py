@@ -42,7 +42,11 @@ PROBE_RETRY_PACE = 0.01  # between retries of a refused read inside one probe's 
 MEMBERS_EVERY = 0.1  # member list (and leader) polls
 PODS_EVERY = 0.5  # pod IP re-reads from the Kubernetes API
 KUBE_CALL_DEADLINE = 5.0
-MAX_SAMPLE_GAP = 0.25  # seconds: the largest gap allowed between two probes of one voter
+# Seconds: the largest gap allowed between two probes of one voter. A window without quorum
+# lasts at least one leader election (etcd's election timeout is 1 s), so a gap below 0.4 s
+# still samples any such window twice; a tighter bound failed on a loaded 2-core machine
+# (276 ms seen) without making the check any stronger.
+MAX_SAMPLE_GAP = 0.4
 MIN_SAMPLE_RATE = 10.0  # probes per second per voter, at least
 _HEALTH_KEY = "health"  # the key etcdctl's `endpoint health` reads
 
@@ -507,7 +511,24 @@ class QuorumMonitor:
 # ----------------------------------------------------------------------------------- writer
 
 
-@dataclass(frozen=True)
+def assert_quorum_kept(monitor: QuorumMonitor, details: str) -> None:
+    """The monitor sampled every voter often enough, and no window lacked a healthy quorum."""
+    gaps = monitor.sample_gaps()
+    assert gaps, f"no voter was ever probed: {details}"
+    slow = {v: g for v, g in gaps.items() if g[1] >= MAX_SAMPLE_GAP or g[2] < MIN_SAMPLE_RATE}
+    assert not slow, (
+        f"the monitor was starved (voter: samples, largest gap s, samples/s): {slow}; {details}"
+    )
+    losses = monitor.quorum_losses()
+    assert not losses, (
+        f"{len(losses)} windows without a healthy quorum: {[str(w) for w in losses[:5]]}; "
+        f"{details}"
+    )
+    margin = monitor.min_margin()
+    assert margin is not None and margin >= 0, details
+
+
+@dataclass
 class WriteOp:
     """One put: when it started and ended (loop time), and whether etcd acknowledged it."""
 

@@ -220,3 +220,37 @@ def test_a_removal_is_recorded_in_the_membership_before_it_happens() -> None:
     o = observed([member(1, leader=True), member(2), member(3)], [pod(1), pod(2), pod(3)], size=2)
     s = status(o, RemoveMember(0xA3, "demo-3", "ScaleDown"))
     assert [m.id for m in s.members] == ["a1", "a2"]
+
+
+def test_an_upgrade_says_how_far_it_is_and_what_it_aims_at() -> None:
+    o = observed(
+        [member(1, leader=True), member(2), member(3)],
+        [pod(1, version="3.5.35"), pod(2), pod(3)],
+    )
+    s = status(o, Wait("LearnerCatchingUp", "learner demo-4 is catching up"))
+    assert cond(s, "Progressing").message.startswith("2 of 3 members at 3.6.16: ")
+    assert (s.phase, s.target_version) == ("Upgrading", V)
+
+
+def test_a_stall_is_recorded_before_the_removal_and_kept_until_the_spec_changes() -> None:
+    o = observed(
+        [member(1, leader=True), member(2), member(3)],
+        [pod(1, version="3.5.35"), pod(2, version="3.5.35"), pod(3, version="3.5.35")],
+    )
+    removal = RemoveMember(0xA4, "demo-4", "UpgradeStalled", "new member demo-4 ... roll back")
+    s = status(o, removal)
+    assert s.stalled is not None and (s.stalled.rollout, s.stalled.member) == (V, "demo-4")
+    degraded = cond(s, "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "UpgradeStalled")
+    assert degraded.message == "new member demo-4 ... roll back"
+    kept = status(o, Wait("UpgradeStalled", "..."), previous=s)
+    assert kept.stalled == s.stalled
+    rolled_back = Observed(
+        cluster="demo",
+        spec=DesiredSpec(size=3, version="3.5.35"),
+        pods=o.pods,
+        members=o.members,
+        bootstrapped=True,
+    )
+    cleared = status(rolled_back, Done(), previous=s)
+    assert cleared.stalled is None and cond(cleared, "Degraded").reason != "UpgradeStalled"

@@ -15,6 +15,7 @@ from etcdop.api.etcdcluster import (
     SIZE_RULE,
     VERSION_FORMAT_RULE,
     VERSION_SUPPORTED_RULE,
+    VERSION_TRANSITION_RULES,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +101,10 @@ def test_admission_rules_reject_bad_input_with_the_python_messages() -> None:
     assert [r["message"] for r in rules_at("spec.version")] == [
         VERSION_FORMAT_RULE.message,
         VERSION_SUPPORTED_RULE.message,
+        *(r.message for r in VERSION_TRANSITION_RULES),
     ]
+    assert all("oldSelf" in r["rule"] for r in rules_at("spec.version")[2:])
+    assert "InPlace" in rules_at("spec")[0]["message"]
     assert rules_at("spec.storage.persistentVolumeClaim.size")[0]["rule"] == QUANTITY_RULE.cel
     assert rules_at("spec.storage.emptyDir.sizeLimit")[0]["rule"] == QUANTITY_RULE.cel
     assert rules_at("spec.image")[0]["message"] == IMAGE_RULE.message

@@ -266,3 +266,34 @@ def test_every_member_restarts_in_place_the_seed_too() -> None:
     joiner = manifests.member_pod(ec, "demo-b", "", "existing", "cluster.local")
     assert seed["spec"]["restartPolicy"] == "Always"
     assert joiner["spec"]["restartPolicy"] == "Always"
+
+
+def test_the_pod_hash_follows_every_change_of_the_member_pod_but_not_the_member() -> None:
+    base = cluster()
+    one = manifests.member_pod(base, "demo-a", "demo-a=http://x:2380", "new", "cluster.local")
+    two = manifests.member_pod(base, "demo-b", "", "existing", "cluster.local")
+    ann = manifests.ANN_POD_HASH
+    assert one["metadata"]["annotations"][ann] == two["metadata"]["annotations"][ann]
+    assert one["metadata"]["labels"][manifests.LABEL_SERVING] == "false"
+    changed = [
+        cluster(version="3.6.15"),
+        cluster(image="example.com/etcd"),
+        cluster(resources={"limits": {"memory": "1Gi"}}),
+        cluster(backendQuota="4Gi"),
+        cluster(podTemplate={"annotations": {"a": "b"}}),
+    ]
+    hashes = {manifests.pod_hash(ec, "cluster.local") for ec in [base, *changed]}
+    assert len(hashes) == 6
+    selector = manifests.client_service(base)["spec"]["selector"]
+    assert selector[manifests.LABEL_SERVING] == "true"
+
+
+def test_a_pod_reads_back_with_its_hash_traffic_label_and_age() -> None:
+    made = manifests.member_pod(cluster(), "demo-a", "", "existing", "cluster.local")
+    made["metadata"]["creationTimestamp"] = "2026-12-02T00:00:10Z"
+    seen = observe.member_pod(made)
+    assert seen.pod_hash == manifests.pod_hash(cluster(), "cluster.local")
+    assert seen.serving is False and seen.created == 1796169610.0
+    made["metadata"]["labels"][manifests.LABEL_SERVING] = "true"
+    assert observe.member_pod(made).serving is True
+    assert observe.member_pod(pod("old")).created == 0.0  # unknown: the gate never fires

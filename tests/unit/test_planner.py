@@ -12,6 +12,8 @@ from etcdop.operator.model import (
     MemberPod,
     Observed,
     PodPhase,
+    Stall,
+    UpgradeBackup,
 )
 from etcdop.operator.planner import (
     Action,
@@ -24,10 +26,14 @@ from etcdop.operator.planner import (
     DeletePod,
     DisarmAlarm,
     Done,
+    EnableDowngrade,
     MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
+    StartTraffic,
+    StopTraffic,
+    TakeBackup,
     Wait,
     describe,
     plan,
@@ -35,6 +41,7 @@ from etcdop.operator.planner import (
 
 V = "3.6.16"
 OLD = "3.5.35"
+NAMES3 = ("demo-1", "demo-2", "demo-3")
 
 
 def healthy(leader: bool = False, index: int = 5000, version: str = V) -> MemberHealth:
@@ -110,13 +117,17 @@ def test_an_added_member_without_pod_gets_its_pod_not_a_second_add() -> None:
 
 def test_a_learner_is_promoted_only_when_caught_up() -> None:
     behind = Member(
-        id=9, name="demo-9", is_learner=True,
+        id=9,
+        name="demo-9",
+        is_learner=True,
         health=MemberHealth(reachable=True, raft_index=10),
     )
     waiting = plan(world([voter(1, leader=True), behind], [pod(1), pod(9)]))
     assert isinstance(waiting, Wait) and waiting.reason == "LearnerCatchingUp"
     level = Member(
-        id=9, name="demo-9", is_learner=True,
+        id=9,
+        name="demo-9",
+        is_learner=True,
         health=MemberHealth(reachable=True, raft_index=4990),
     )
     assert plan(world([voter(1, leader=True), level], [pod(1), pod(9)])) == PromoteLearner(
@@ -142,7 +153,10 @@ def test_paused_waits_whatever_the_state() -> None:
 
 def test_scale_down_removes_a_follower_not_the_leader() -> None:
     action = plan(healthy_three(size=1))
-    assert action == RemoveMember(2, "demo-2", "ScaleDown")
+    assert action == StopTraffic("demo-2")  # clients of the Service leave it first
+    obs = healthy_three(size=1)
+    obs = replace(obs, pods=tuple(replace(p, serving=p.name != "demo-2") for p in obs.pods))
+    assert plan(obs) == RemoveMember(2, "demo-2", "ScaleDown")
 
 
 def test_scale_down_removes_unhealthy_members_first() -> None:
@@ -260,7 +274,11 @@ def test_upgrade_adds_a_new_member_before_removing_an_old_one() -> None:
         [voter(1, leader=True), voter(2), voter(3), voter(4)],
         [pod(1, version=OLD), pod(2, version=OLD), pod(3, version=OLD), pod(4)],
     )
-    assert plan(surged) == RemoveMember(2, "demo-2", "Outdated")
+    assert plan(surged) == StopTraffic("demo-2")
+    drained = replace(
+        surged, pods=tuple(replace(p, serving=p.name != "demo-2") for p in surged.pods)
+    )
+    assert plan(drained) == RemoveMember(2, "demo-2", "Outdated")
 
 
 def test_all_members_lost_with_emptydir_asks_for_a_restore() -> None:
@@ -297,9 +315,17 @@ def test_a_taken_member_name_is_never_added() -> None:
 
 def test_every_action_describes_itself() -> None:
     actions: list[Action] = [
-        Bootstrap("a"), AddLearner("a"), CreatePod("a", "new"), PromoteLearner(1, "a"),
-        RemoveMember(255, "a", "ScaleDown"), DeletePod("a", "x"), DeleteClaim("a"),
-        MoveLeader(1, 2), Wait("R", "waiting"), Done(), MarkFormed("a"),
+        Bootstrap("a"),
+        AddLearner("a"),
+        CreatePod("a", "new"),
+        PromoteLearner(1, "a"),
+        RemoveMember(255, "a", "ScaleDown"),
+        DeletePod("a", "x"),
+        DeleteClaim("a"),
+        MoveLeader(1, 2),
+        Wait("R", "waiting"),
+        Done(),
+        MarkFormed("a"),
         DeletePod("a", "x", force=True),
     ]
     texts = [describe(a) for a in actions]
@@ -367,8 +393,10 @@ def test_a_pod_stuck_terminating_on_a_lost_node_does_not_freeze_the_cluster() ->
 def test_a_pod_stuck_on_a_lost_node_with_a_claim_says_what_to_do() -> None:
     stuck = pod(2, deleting=True, node="n2", node_lost=True)
     obs = world(
-        [voter(1, leader=True), sick(2), voter(3)], [pod(1), stuck, pod(3)],
-        claims={"demo-1", "demo-2", "demo-3"}, size=5,
+        [voter(1, leader=True), sick(2), voter(3)],
+        [pod(1), stuck, pod(3)],
+        claims={"demo-1", "demo-2", "demo-3"},
+        size=5,
     )
     action = plan(obs)
     assert isinstance(action, Wait) and action.reason == "NodeLost"
@@ -377,7 +405,9 @@ def test_a_pod_stuck_on_a_lost_node_with_a_claim_says_what_to_do() -> None:
 
 def test_a_learner_is_not_promoted_while_a_voter_is_unhealthy() -> None:
     learner = Member(
-        id=9, name="demo-9", is_learner=True,
+        id=9,
+        name="demo-9",
+        is_learner=True,
         health=MemberHealth(reachable=True, raft_index=5000),
     )
     obs = world(
@@ -429,8 +459,10 @@ def test_a_nospace_alarm_is_compacted_defragmented_leader_last_and_disarmed() ->
 def test_a_nospace_alarm_that_compaction_cannot_clear_says_what_to_do() -> None:
     quota = 100
     obs = replace(
-        world([full(1, True, 100, 95), full(2, False, 100, 95), full(3, False, 100, 95)],
-              [pod(1), pod(2), pod(3)]),
+        world(
+            [full(1, True, 100, 95), full(2, False, 100, 95), full(3, False, 100, 95)],
+            [pod(1), pod(2), pod(3)],
+        ),
         compacted_revision=900,
         defragmented=frozenset({1, 2, 3}),
     )
@@ -481,3 +513,141 @@ def test_a_member_that_never_ran_is_not_data_lost() -> None:
     )
     action = plan(obs)
     assert not (isinstance(action, RemoveMember) and action.reason == "DataLost"), action
+
+
+def old_three(running: str = OLD, **spec: Any) -> Observed:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)],
+        [pod(1, version=running), pod(2, version=running), pod(3, version=running)],
+    )
+    return replace(obs, spec=replace(obs.spec, **spec))
+
+
+def test_each_version_policy_refusal_is_a_wait_that_names_the_member_and_the_rule() -> None:
+    skip = plan(old_three(running="3.5.35", version="3.7.0"))
+    assert isinstance(skip, Wait) and skip.reason == "VersionRefused"
+    assert "member demo-1 runs 3.5.35; 3.5.35 to 3.7.0 skips a minor version" in skip.message
+    early = plan(old_three(running="3.5.20", version=V))
+    assert isinstance(early, Wait) and "3.5.32 or later" in early.message
+    down = plan(old_three(running="3.7.0", version="3.5.35"))
+    assert isinstance(down, Wait) and "more than one minor" in down.message
+
+
+def test_going_back_a_minor_after_a_completed_upgrade_uses_the_downgrade_api_in_place() -> None:
+    done = replace(
+        old_three(running=V, version=OLD, uses_claims=True, strategy="InPlace"),
+        cluster_version="3.6.0",
+        claims=frozenset(NAMES3),
+    )
+    assert plan(done) == EnableDowngrade("3.5")
+    # Once enabled etcd speaks 3.5 again and members are restarted on their data, one at a time.
+    assert plan(replace(done, cluster_version="3.5.0")) == StopTraffic("demo-2")
+
+
+def test_going_back_a_minor_by_surge_is_refused_with_why() -> None:
+    """etcd 3.5 does not join a downgrading 3.6 cluster as a new member (measured)."""
+    done = replace(old_three(running=V, version=OLD), cluster_version="3.6.0")
+    refused = plan(done)
+    assert isinstance(refused, Wait) and refused.reason == "VersionRefused"
+    assert "strategy InPlace" in refused.message and "spec.version back" in refused.message
+    # Mid-upgrade the cluster still speaks the old minor: rollback is plain replacement.
+    mixed = replace(done, cluster_version="3.5.0")
+    assert plan(mixed) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_a_change_of_the_pod_rolls_like_a_version_change() -> None:
+    obs = old_three(running=V, pod_hash="new")
+    obs = replace(obs, pods=tuple(replace(p, pod_hash="old") for p in obs.pods))
+    assert plan(obs) == AddLearner("demo-new", reason="Upgrade")
+    # Pods made before hashes existed are judged by version only.
+    legacy = replace(obs, pods=tuple(replace(p, pod_hash="") for p in obs.pods))
+    assert plan(legacy) == Done()
+
+
+def test_in_place_restarts_a_follower_out_of_the_service_and_moves_the_leader_last() -> None:
+    obs = replace(old_three(uses_claims=True, strategy="InPlace"), claims=frozenset(NAMES3))
+    assert plan(obs) == StopTraffic("demo-2")
+    drained = replace(obs, pods=tuple(replace(p, serving=p.name != "demo-2") for p in obs.pods))
+    assert plan(drained) == DeletePod("demo-2", "UpgradeInPlace")
+    only_leader = replace(
+        obs, pods=tuple(p if p.name == "demo-1" else replace(p, version=V) for p in obs.pods)
+    )
+    assert plan(only_leader) == MoveLeader(1, 2, reason="LeaderToBeRestarted")
+
+
+def test_in_place_waits_for_the_restarted_member_then_stalls_past_the_gate() -> None:
+    sick = Member(id=2, name="demo-2", health=MemberHealth())
+    obs = world(
+        [voter(1, leader=True), sick, voter(3)],
+        [
+            pod(1, version=OLD),
+            pod(2, created=1000.0, last_error="Error, exit code 1"),
+            pod(3, version=OLD),
+        ],
+        claims=set(NAMES3),
+    )
+    obs = replace(obs, spec=replace(obs.spec, uses_claims=True, strategy="InPlace"), now=1100.0)
+    waiting = plan(obs)
+    assert isinstance(waiting, Wait) and waiting.reason == "MemberStarting"
+    stalled = plan(replace(obs, now=1000.0 + 301))
+    assert isinstance(stalled, Wait) and stalled.reason == "UpgradeStalled"
+    assert "demo-2" in stalled.message and "exit code 1" in stalled.message
+    assert "spec.version back" in stalled.message
+
+
+def test_a_stalled_surge_learner_is_removed_and_the_rollout_holds() -> None:
+    learner = Member(id=4, name="demo-4", is_learner=True, health=MemberHealth())
+    obs = replace(
+        old_three(running=OLD),
+        members=(voter(1, leader=True), voter(2), voter(3), learner),
+        now=2000.0,
+    )
+    obs = replace(obs, pods=(*obs.pods, pod(4, phase=PodPhase.PENDING, created=1000.0)))
+    action = plan(obs)
+    assert isinstance(action, RemoveMember) and action.reason == "UpgradeStalled"
+    assert "demo-4" in action.detail and "pod Pending" in action.detail
+    held = replace(old_three(), stalled=Stall(V, "demo-4", action.detail))
+    assert plan(held) == Wait("UpgradeStalled", action.detail)
+    assert plan(replace(held, spec=replace(held.spec, version="3.6.15"))) == AddLearner(
+        "demo-new", reason="Upgrade"
+    )
+
+
+def test_healthy_current_voters_are_put_in_the_client_service() -> None:
+    obs = world(
+        [voter(1, leader=True), voter(2), voter(3)], [pod(1), pod(2, serving=False), pod(3)]
+    )
+    assert plan(obs) == StartTraffic(("demo-2",))
+
+
+def test_members_of_the_older_minor_join_only_once_etcd_downgraded_the_storage() -> None:
+    done = replace(old_three(running=V, version=OLD), cluster_version="3.5.0")
+    stored = tuple(
+        replace(m, health=replace(m.health, storage_version="3.6.0")) for m in done.members or ()
+    )
+    waiting = plan(replace(done, members=stored))
+    assert isinstance(waiting, Wait) and waiting.reason == "DowngradeStorage"
+    assert "demo-1 (3.6.0 to 3.5)" in waiting.message
+    lowered = tuple(replace(m, health=replace(m.health, storage_version="3.5.0")) for m in stored)
+    assert plan(replace(done, members=lowered)) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_a_version_change_takes_a_backup_first_and_a_failed_one_holds_it() -> None:
+    obs = old_three(backup_before_upgrade=True)
+    assert plan(obs) == TakeBackup(V)
+    running = plan(replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16")))
+    assert isinstance(running, Wait) and running.reason == "BackupBeforeUpgrade"
+    failed = plan(
+        replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16", "Failed", "S3 said 403"))
+    )
+    assert isinstance(failed, Wait) and failed.reason == "UpgradeBackupFailed"
+    assert "S3 said 403" in failed.message and "backupBeforeUpgrade" in failed.message
+    done = replace(obs, upgrade_backup=UpgradeBackup("demo-before-3-6-16", "Succeeded"))
+    assert plan(done) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_no_backup_when_only_the_pod_changes_or_when_switched_off() -> None:
+    pod_only = old_three(running=V, pod_hash="new", backup_before_upgrade=True)
+    pod_only = replace(pod_only, pods=tuple(replace(p, pod_hash="old") for p in pod_only.pods))
+    assert plan(pod_only) == AddLearner("demo-new", reason="Upgrade")
+    assert plan(old_three()) == AddLearner("demo-new", reason="Upgrade")

@@ -33,6 +33,8 @@ from etcdop.operator.planner import (
     MoveLeader,
     PromoteLearner,
     RemoveMember,
+    StartTraffic,
+    StopTraffic,
     Wait,
     plan,
 )
@@ -87,6 +89,8 @@ def observations(draw: st.DrawFn) -> Observed:
                 initial_cluster_state="new" if draw(chance(6)) else "existing",
                 version=draw(st.sampled_from(VERSIONS)) if draw(chance(4)) else version,
                 data_lost=draw(chance(12)),
+                serving=not draw(chance(3)),
+                created=draw(st.sampled_from((0.0, 1000.0, 9000.0))),
             )
         )
     uses_claims = draw(st.booleans())
@@ -103,7 +107,10 @@ def observations(draw: st.DrawFn) -> Observed:
             version=version if not draw(chance(5)) else draw(st.sampled_from(VERSIONS)),
             paused=draw(chance(20)),
             uses_claims=uses_claims,
+            strategy="InPlace" if uses_claims and draw(st.booleans()) else "Surge",
+            member_ready_timeout=300.0,
         ),
+        now=10_000.0,
         pods=tuple(pods),
         members=tuple(members) if known else None,
         claims=claims,
@@ -183,6 +190,9 @@ def check_safety(o: Observed, action: Action) -> None:
                 data_kept = pod is not None and not pod.data_lost and not pod.finished
                 if data_kept and victim.name:
                     assert len(o.voters) > o.spec.size
+                # A healthy voter leaves the client Service before it leaves the cluster.
+                if victim.healthy and pod is not None:
+                    assert not pod.serving
 
         case MoveLeader(from_id=f, to_id=t):
             assert o.leader is not None and o.leader.id == f
@@ -195,8 +205,18 @@ def check_safety(o: Observed, action: Action) -> None:
                 # Only a seed that never formed a cluster, or a finished pod on its claim.
                 assert not o.formed or (o.spec.uses_claims and name in o.claims)
             elif name in member_names:
-                # A member's pod is only deleted to be re-created on the same claim.
-                assert o.spec.uses_claims and name in o.claims and pods[name].finished
+                # A member's pod is only deleted to be re-created on the same claim: a finished
+                # pod, or an outdated one restarted in place, out of the client Service, with
+                # the quorum able to spare it and not the leader.
+                assert o.spec.uses_claims and name in o.claims
+                if not pods[name].finished:
+                    m = next(m for m in o.members if m.name == name)
+                    assert action.reason == "UpgradeInPlace" and o.spec.strategy == "InPlace"
+                    assert o.outdated(m) and not m.is_leader and not o.learners
+                    if m.healthy:
+                        assert not pods[name].serving
+                        after = healthy_voters(o) - 1
+                        assert after >= quorum(len(o.voters))
             else:
                 assert has_quorum(o)
 
@@ -211,6 +231,14 @@ def check_safety(o: Observed, action: Action) -> None:
             else:
                 m = next(m for m in o.members if m.name == name)
                 assert not m.started or (o.spec.uses_claims and name in o.claims)
+
+        case StartTraffic(members=names):
+            for name in names:
+                m = next(m for m in o.members or () if m.name == name)
+                assert m.healthy and not m.is_learner and not o.outdated(m)
+
+        case StopTraffic(member=name):
+            assert name in pods and name in member_names
 
         case Wait() | Done():
             pass
@@ -227,9 +255,7 @@ def settled(draw: st.DrawFn) -> Observed:
     return Observed(
         cluster="demo",
         spec=DesiredSpec(size=size, version=version, uses_claims=uses_claims),
-        pods=tuple(
-            MemberPod(name=n, ready=draw(st.booleans()), version=version) for n in names
-        ),
+        pods=tuple(MemberPod(name=n, ready=draw(st.booleans()), version=version) for n in names),
         members=tuple(
             Member(
                 id=NAMES.index(n) + 1,

@@ -23,6 +23,8 @@ from etcdop.operator.model import (
     MemberPod,
     Observed,
     PodPhase,
+    Stall,
+    Strategy,
     quorum,
 )
 from etcdop.operator.planner import (
@@ -37,6 +39,8 @@ from etcdop.operator.planner import (
     MoveLeader,
     PromoteLearner,
     RemoveMember,
+    StartTraffic,
+    StopTraffic,
     Wait,
     plan,
 )
@@ -60,6 +64,8 @@ class SimPod:
     state: InitialClusterState
     phase: PodPhase = PodPhase.PENDING
     data_lost: bool = False
+    serving: bool = False
+    created: float = 0.0
 
 
 @dataclass
@@ -76,6 +82,11 @@ class World:
     names: int = 0
     ids: int = 0
     log: list[str] = field(default_factory=list)
+    now: float = 1_000_000.0
+    broken: set[str] = field(default_factory=set)
+    """Versions whose pods never start (an image that exits at once)."""
+    stalled: Stall | None = None
+    """status.stalled, as the shell writes it before the removal it explains."""
 
     # -- truth ---------------------------------------------------------------------------
 
@@ -133,6 +144,8 @@ class World:
                     initial_cluster_state=p.state,
                     version=p.version,
                     data_lost=p.data_lost,
+                    serving=p.serving,
+                    created=p.created,
                 )
                 for p in self.pods.values()
             ),
@@ -140,6 +153,8 @@ class World:
             claims=frozenset(self.claims),
             bootstrapped=self.cluster_id,
             next_member_name=f"sim-{self.names:03d}",
+            now=self.now,
+            stalled=self.stalled,
         )
 
     # -- the operator's actions ----------------------------------------------------------
@@ -160,12 +175,20 @@ class World:
                 m = self.members[mid]
                 assert m.learner and m.caught_up, "promoted a learner that is not caught up"
                 m.learner = False
-            case RemoveMember(member_id=mid):
+            case RemoveMember(member_id=mid, reason=reason, detail=detail):
                 assert self.has_quorum(), "membership changed without quorum"
                 victim = self.members.pop(mid)
                 assert victim.id != self.leader, "removed the leader"
+                pod = self.pods.get(victim.name)
+                if self.alive(victim) and not victim.learner:
+                    assert pod is not None and not pod.serving, "removed a member clients use"
+                if reason == "UpgradeStalled":
+                    self.stalled = Stall(self.spec.rollout, victim.name, detail)
             case DeletePod(member=name):
-                self.pods.pop(name)
+                gone = self.pods.pop(name)
+                member = next((m for m in self.members.values() if m.name == name), None)
+                if member is not None and self.alive_pod(gone, member):
+                    assert not gone.serving, "restarted a member clients use"
                 if not self.spec.uses_claims:
                     self.has_data.discard(name)
             case MarkFormed(member=name):
@@ -178,25 +201,37 @@ class World:
             case MoveLeader(from_id=f, to_id=t):
                 assert f == self.leader and self.alive(self.members[t])
                 self.leader = t
+            case StopTraffic(member=name):
+                self.pods[name].serving = False
+            case StartTraffic(members=names):
+                for name in names:
+                    member = next(m for m in self.members.values() if m.name == name)
+                    assert not member.learner and self.alive(member), "served a learner"
+                    self.pods[name].serving = True
             case Wait() | Done():
                 pass
+
+    def alive_pod(self, pod: SimPod, m: SimMember) -> bool:
+        return pod.phase is PodPhase.RUNNING and not pod.data_lost and m.started
 
     def _new_pod(self, name: str, state: InitialClusterState) -> None:
         if self.spec.uses_claims and name not in self.claims:
             self.claims.add(name)
-        self.pods[name] = SimPod(name, self.spec.version, state)
+        self.pods[name] = SimPod(name, self.spec.version, state, created=self.now)
 
     # -- time passing --------------------------------------------------------------------
 
     def tick(self) -> None:
         """Kubernetes and etcd move on: pods start, members join and catch up, leaders elect."""
         self.index += 50
+        self.now += 20.0
         for m in self.members.values():
             if m.learner and self.alive(m) and self.has_quorum():
                 m.caught_up = True
         for p in list(self.pods.values()):
             if p.phase is PodPhase.PENDING:
-                p.phase = PodPhase.RUNNING
+                if p.version not in self.broken:
+                    p.phase = PodPhase.RUNNING
                 continue
             if p.phase is not PodPhase.RUNNING or p.data_lost:
                 continue
@@ -242,6 +277,8 @@ class World:
             self.log.append(f"fault resize {self.spec.size}")
         elif kind == "upgrade":
             self.spec = replace(self.spec, version=VERSIONS[pick % 2])
+        elif kind == "pause":
+            self.spec = replace(self.spec, paused=not self.spec.paused)
             self.log.append(f"fault version {self.spec.version}")
         elif kind == "half_create" and self.spec.uses_claims:
             # The operator died after creating a claim, before creating the pod.
@@ -255,7 +292,9 @@ class World:
         voters = self.voters()
         names = {m.name for m in self.members.values()}
         return (
-            len(voters) == self.spec.size
+            not self.spec.paused
+            and all(self.pods[v.name].serving for v in voters)
+            and len(voters) == self.spec.size
             and len(voters) == len(self.members)
             and all(self.alive(v) for v in voters)
             and all(self.pods[v.name].version == self.spec.version for v in voters)
@@ -293,28 +332,35 @@ def run_until_done(w: World, limit: int = 120) -> None:
     raise AssertionError("did not converge:\n" + "\n".join(w.log[-40:]))
 
 
-FAULTS = st.sampled_from(("delete_pod", "wipe_data", "evict", "resize", "upgrade", "half_create"))
+FAULTS = st.sampled_from(
+    ("delete_pod", "wipe_data", "evict", "resize", "upgrade", "half_create", "pause")
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     size=st.integers(1, 5),
     uses_claims=st.booleans(),
+    in_place=st.booleans(),
     events=st.lists(
         st.tuples(st.integers(0, 6), FAULTS, st.integers(0, 20)), min_size=0, max_size=6
     ),
 )
 def test_faults_between_steps_never_break_safety_and_the_cluster_converges(
-    size: int, uses_claims: bool, events: list[tuple[int, str, int]]
+    size: int, uses_claims: bool, in_place: bool, events: list[tuple[int, str, int]]
 ) -> None:
-    w = World(spec=DesiredSpec(size=size, version=VERSIONS[0], uses_claims=uses_claims))
+    strategy: Strategy = "InPlace" if in_place and uses_claims else "Surge"
+    spec = DesiredSpec(size=size, version=VERSIONS[0], uses_claims=uses_claims, strategy=strategy)
+    w = World(spec=spec)
     run_until_done(w)
     for steps, kind, pick in events:
         w.fault(kind, pick)
         for _ in range(steps):
             step(w)
             w.tick()
-    run_until_done(w)
+    if w.spec.paused:
+        w.spec = replace(w.spec, paused=False)
+    run_until_done(w, limit=200)
     assert w.converged()
 
 
@@ -357,3 +403,87 @@ def test_a_scale_up_cancelled_between_add_and_pod_is_unwound() -> None:
     assert isinstance(action, CreatePod | RemoveMember)
     run_until_done(w)
     assert len(w.members) == 3
+
+
+def upgraded(w: World, limit: int = 200) -> list[Action]:
+    """Steps until the world runs the spec, checking capacity never drops below a quorum."""
+    actions = []
+    for _ in range(limit):
+        action = step(w)
+        actions.append(action)
+        assert w.has_quorum(), "quorum lost during the upgrade\n" + "\n".join(w.log)
+        if isinstance(action, Done) and w.converged():
+            return actions
+        w.tick()
+    raise AssertionError("did not converge:\n" + "\n".join(w.log[-40:]))
+
+
+def test_a_surge_upgrade_replaces_the_leader_last_and_never_removes_a_serving_member() -> None:
+    w = World(spec=DesiredSpec(size=3, version=VERSIONS[0]))
+    run_until_done(w)
+    leader = w.members[w.leader or 0].name
+    w.spec = replace(w.spec, version=VERSIONS[1])
+    actions = upgraded(w)
+    removed = [a.member for a in actions if isinstance(a, RemoveMember)]
+    assert len(removed) == 3 and removed[-1] == leader, removed
+    stops = [a.member for a in actions if isinstance(a, StopTraffic)]
+    assert stops == removed
+
+
+def test_an_in_place_upgrade_keeps_every_member_and_restarts_the_leader_last() -> None:
+    spec = DesiredSpec(size=3, version=VERSIONS[0], uses_claims=True, strategy="InPlace")
+    w = World(spec=spec)
+    run_until_done(w)
+    ids = set(w.members)
+    leader = w.members[w.leader or 0].name
+    w.spec = replace(w.spec, version=VERSIONS[1])
+    actions = upgraded(w)
+    assert set(w.members) == ids, "in place must keep the members"
+    assert not any(isinstance(a, AddLearner | RemoveMember) for a in actions)
+    restarted = [a.member for a in actions if isinstance(a, DeletePod)]
+    assert sorted(restarted) == sorted(m.name for m in w.members.values())
+    assert restarted[-1] == leader
+    assert any(isinstance(a, MoveLeader) for a in actions)
+
+
+def test_a_new_member_that_never_starts_stalls_and_the_cluster_stays_whole() -> None:
+    w = World(spec=DesiredSpec(size=3, version=VERSIONS[0], member_ready_timeout=60))
+    run_until_done(w)
+    old = {m.name for m in w.members.values()}
+    w.broken.add(VERSIONS[1])
+    w.spec = replace(w.spec, version=VERSIONS[1])
+    start = len(w.log)
+    waits = []
+    for _ in range(40):
+        action = step(w)
+        if isinstance(action, Wait):
+            waits.append(action.reason)
+        w.tick()
+    assert w.stalled is not None and "was not healthy and caught up" in w.stalled.message
+    assert waits[-1] == "UpgradeStalled"
+    assert {m.name for m in w.members.values()} == old, "the stalled learner must be gone"
+    assert sum(w.alive(v) for v in w.voters()) == 3
+    assert sum("AddLearner" in e for e in w.log[start:]) == 1, "no second attempt at the same spec"
+    w.spec = replace(w.spec, version=VERSIONS[0])  # roll back
+    run_until_done(w)
+    assert {m.name for m in w.members.values()} == old
+
+
+def test_paused_holds_an_upgrade_between_steps_and_resumes() -> None:
+    w = World(spec=DesiredSpec(size=3, version=VERSIONS[0]))
+    run_until_done(w)
+    w.spec = replace(w.spec, version=VERSIONS[1])
+    step(w)
+    w.tick()
+    step(w)
+    w.tick()
+    w.spec = replace(w.spec, paused=True)
+    before = (dict(w.members), w.log[-1])
+    for _ in range(5):
+        assert step(w) == Wait(
+            "Paused", "spec.paused is true; set it to false to resume reconciling"
+        )
+        w.tick()
+    assert set(w.members) == set(before[0])
+    w.spec = replace(w.spec, paused=False)
+    upgraded(w)

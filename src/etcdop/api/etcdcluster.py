@@ -11,12 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from etcdop.api.backupstorage import (
-    DURATION_RULE,
-    ClusterBackup,
-    RestoreSource,
-    source_errors,
-)
+from etcdop.api.backupstorage import ClusterBackup, RestoreSource, source_errors
+from etcdop.api.duration import DURATION_PATTERN, is_duration
 from etcdop.api.quantity import is_positive_quantity
 from etcdop.api.schema import (
     FieldError,
@@ -30,11 +26,14 @@ from etcdop.api.schema import (
     validate,
 )
 from etcdop.api.semver import (
+    MIN_PATCH_BEFORE_NEXT_MINOR,
     SUPPORTED_PATTERN,
     VERSION_PATTERN,
     cel_string,
+    change_refusal,
     is_full_version,
     is_supported_version,
+    parse_version,
 )
 
 GROUP = "etcdop.io"
@@ -81,6 +80,67 @@ VERSION_SUPPORTED_RULE = Rule(
     ),
     message="etcd 3.5 or a newer 3.x release is required",
     check=lambda v: not is_full_version(v) or is_supported_version(v),
+)
+_V = cel_string(VERSION_PATTERN)
+_BOTH_VERSIONS = f"!self.matches({_V}) || !oldSelf.matches({_V})"
+
+
+def _minor_step_ok(old: str, new: str, up: bool) -> bool:
+    try:
+        a, b = parse_version(old), parse_version(new)
+    except ValueError:
+        return True
+    return b.minor <= a.minor + 1 if up else b.minor >= a.minor - 1
+
+
+VERSION_NO_SKIP_RULE = Rule(
+    cel=(f"{_BOTH_VERSIONS} || int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1"),
+    message=(
+        "cannot skip a minor version: etcd upgrades one minor version at a time (e.g. 3.5 to "
+        "3.6); set the next minor release first"
+    ),
+    check=lambda change: _minor_step_ok(change[0], change[1], up=True),
+    show_value=False,
+    transition=True,
+)
+VERSION_ONE_MINOR_DOWN_RULE = Rule(
+    cel=(f"{_BOTH_VERSIONS} || int(self.split('.')[1]) >= int(oldSelf.split('.')[1]) - 1"),
+    message=(
+        "cannot downgrade by more than one minor version: etcd downgrades one minor version "
+        "at a time; set the previous minor release first"
+    ),
+    check=lambda change: _minor_step_ok(change[0], change[1], up=False),
+    show_value=False,
+    transition=True,
+)
+_MIN = MIN_PATCH_BEFORE_NEXT_MINOR[(3, 5)]
+VERSION_MIN_PATCH_RULE = Rule(
+    cel=(
+        f"{_BOTH_VERSIONS} || !oldSelf.startsWith('3.5.') || !self.startsWith('3.6.') "
+        f"|| int(oldSelf.split('.')[2].split('-')[0]) >= {_MIN}"
+    ),
+    message=(
+        f"etcd requires 3.5.{_MIN} or later on every member before an upgrade to 3.6 (etcd's "
+        f"upgrade guide); set spec.version to 3.5.{_MIN} or a later 3.5.x first"
+    ),
+    check=lambda change: (
+        not (change[0].startswith("3.5.") and change[1].startswith("3.6."))
+        or change_refusal(change[0], change[1]) is None
+    ),
+    show_value=False,
+    transition=True,
+)
+VERSION_TRANSITION_RULES = (
+    VERSION_NO_SKIP_RULE,
+    VERSION_ONE_MINOR_DOWN_RULE,
+    VERSION_MIN_PATCH_RULE,
+)
+"""etcd's version policy as admission rules on a change of spec.version; the planner checks the
+same policy against the versions the members actually run (a condition, not admission)."""
+DURATION_RULE = Rule(
+    cel=f"self.matches({cel_string(DURATION_PATTERN)})",
+    message="must be a duration such as 90s, 5m or 1h30m",
+    check=is_duration,
 )
 QUANTITY_RULE = Rule(
     cel="isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
@@ -218,6 +278,39 @@ class PodTemplate:
 
 
 @api_type
+class UpgradePolicy:
+    """How members are replaced when their pod changes (a new version, image, resources or pod
+    template): one member at a time, the leader last, each one healthy before the next."""
+
+    strategy: str = prop(
+        "Surge (the default): add a member of the new pod as a learner, promote it once caught "
+        "up, then remove an old one, so capacity and quorum never shrink; the data is copied to "
+        "the new member. InPlace (persistentVolumeClaim storage only): re-create one member's "
+        "pod at a time on its claim, keeping its data and member ID; cheaper for a large "
+        "database, one member fewer while it restarts.",
+        default="Surge",
+        schema_default="Surge",
+        enum=("Surge", "InPlace"),
+    )
+    member_ready_timeout: str = prop(
+        "How long a new or re-created member may take to be healthy and caught up before the "
+        "rollout stops (Degraded, reason UpgradeStalled); a Surge member that never became a "
+        "voter is removed again. A duration such as 5m.",
+        default="5m",
+        schema_default="5m",
+        max_length=32,
+        rules=(DURATION_RULE,),
+    )
+    backup_before_upgrade: bool = prop(
+        "With spec.backup set, a change of spec.version first takes an EtcdBackup named "
+        "<cluster>-before-<version> and waits for it to succeed; a failed backup holds the "
+        "upgrade (Degraded, reason UpgradeBackupFailed). false skips it.",
+        default=True,
+        schema_default=True,
+    )
+
+
+@api_type
 class Recovery:
     """What the operator does when a majority of voting members is gone for good."""
 
@@ -239,8 +332,24 @@ class Recovery:
 
 
 @api_type
-class EtcdClusterSpec:
+class EtcdClusterSpec(HasRules):
     """The etcd cluster you want: how many members, which etcd version, where data lives."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "!has(self.upgrade) || !has(self.upgrade.strategy) "
+                "|| self.upgrade.strategy != 'InPlace' "
+                "|| (has(self.storage) && has(self.storage.persistentVolumeClaim))"
+            ),
+            message=(
+                "spec.upgrade.strategy InPlace needs spec.storage.persistentVolumeClaim: with "
+                "emptyDir a re-created pod starts with no data; use Surge"
+            ),
+            check=lambda s: s.upgrade.strategy != "InPlace" or s.storage.uses_claims,
+            show_value=False,
+        ),
+    )
 
     size: int = prop(
         f"Number of voting members, {MIN_SIZE} to {MAX_SIZE}. Odd sizes are recommended: an even "
@@ -254,7 +363,7 @@ class EtcdClusterSpec:
         "etcd version, a full release such as 3.6.16 (3.5 or newer). Changing it replaces the "
         "members one at a time (a new member is added before an old one is removed).",
         max_length=64,
-        rules=(VERSION_FORMAT_RULE, VERSION_SUPPORTED_RULE),
+        rules=(VERSION_FORMAT_RULE, VERSION_SUPPORTED_RULE, *VERSION_TRANSITION_RULES),
     )
     image: str | None = prop(
         f"Image repository of etcd, without tag; the tag is always v<version>. Default "
@@ -285,8 +394,14 @@ class EtcdClusterSpec:
         "Automatic compaction of old revisions (periodic, 1h by default).",
         default_factory=AutoCompaction,
     )
+    upgrade: UpgradePolicy = prop(
+        "How members are replaced when the version or the member pod changes.",
+        default_factory=UpgradePolicy,
+        schema_default={},
+    )
     paused: bool = prop(
-        "Stop reconciling members while true (status is still reported).",
+        "Stop reconciling members while true (status is still reported): an upgrade holds "
+        "between two steps and resumes when set back to false.",
         default=False,
         schema_default=False,
     )
@@ -379,6 +494,17 @@ class RestoreStatus:
 
 
 @api_type
+class UpgradeStall:
+    """A rollout stopped by the health gate; kept until the spec changes."""
+
+    rollout: str = prop(
+        "The member pod hash (or version) whose rollout stalled: a new spec clears the stall."
+    )
+    member: str = prop("The member that did not become healthy in time.", default="")
+    message: str = prop("What was seen and what to do.", default="")
+
+
+@api_type
 class EtcdClusterStatus:
     """The etcd cluster as the operator last observed it."""
 
@@ -401,6 +527,18 @@ class EtcdClusterStatus:
     ready_members: int = prop("Number of Ready voting members.", default=0)
     current_version: str = prop(
         "Lowest etcd version among the members (the cluster runs at this version).", default=""
+    )
+    target_version: str = prop(
+        "The version the members are being moved to (spec.version as last acted on).", default=""
+    )
+    cluster_version: str = prop(
+        "The cluster version etcd reports: the version the cluster speaks, which moves to a new "
+        "minor only once every member runs it.",
+        default="",
+    )
+    stalled: UpgradeStall | None = prop(
+        "Set when the health gate stopped a rollout; cleared when the spec changes.",
+        default=None,
     )
     client_endpoints: tuple[str, ...] = prop("URLs clients connect to.", default=())
     defragmented_members: tuple[str, ...] = prop(

@@ -32,6 +32,9 @@ class Rule:
     message: str
     check: Callable[[Any], bool]
     show_value: bool = True
+    transition: bool = False
+    """A rule on a change (its CEL uses oldSelf): CHECK takes (old, new) and `validate()`, which
+    sees one object, skips it; callers that know the old value use `check_transition`."""
 
 
 @dataclass(frozen=True)
@@ -314,11 +317,21 @@ def _validate(obj: object, path: str, errors: list[FieldError]) -> None:
             allowed = ", ".join(repr(e) for e in p.enum)
             errors.append(FieldError(sub, f"must be one of {allowed}, got {value!r}"))
         for r in p.rules:
+            if r.transition:
+                continue
             if not r.check(value):
                 msg = f"{r.message}, got {value!r}" if r.show_value else r.message
                 errors.append(FieldError(sub, msg))
                 break
         _validate(value, sub, errors)
+
+
+def check_transition(rules: tuple[Rule, ...], old: Any, new: Any) -> str | None:
+    """The message of the first transition rule the change OLD -> NEW breaks, or None."""
+    for r in rules:
+        if r.transition and old != new and not r.check((old, new)):
+            return r.message
+    return None
 
 
 # ---------------------------------------------------------------- OpenAPI

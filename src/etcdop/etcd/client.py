@@ -21,7 +21,7 @@ import grpc.aio
 from etcd3aio import EtcdError as _ClientError
 from etcd3aio.cluster import ClusterService
 from etcd3aio.kv import KVService
-from etcd3aio.maintenance import AlarmType, MaintenanceService
+from etcd3aio.maintenance import AlarmType, DowngradeAction, MaintenanceService
 
 from etcdop.etcd.channel import TLSConfig, open_channel, target_of
 from etcdop.etcd.errors import (
@@ -179,6 +179,24 @@ class EtcdClient:
             ),
         )
         log.info("etcd leader moved: from=%x to=%x", leader_id, target_id)
+
+    async def enable_downgrade(self, version: str) -> None:
+        """etcd's downgrade API (3.6+): validate, then enable a downgrade of the cluster version
+        to VERSION's minor, so members of that minor may run. Enabling it twice is fine."""
+        endpoint, _ = await self._leader()
+        for action in (DowngradeAction.VALIDATE, DowngradeAction.ENABLE):
+
+            def call(c: _Conn, a: DowngradeAction = action) -> Awaitable[Any]:
+                return c.maintenance.downgrade(
+                    a, version, timeout=self._change_timeout, max_attempts=_ONCE
+                )
+
+            try:
+                await self._on(endpoint, f"downgrade {action.name.lower()} {version}", call)
+            except RequestFailed as e:
+                if "downgrade job in progress" not in e.detail:
+                    raise
+        log.info("etcd downgrade enabled: version=%s via=%s", version, endpoint)
 
     # space ---------------------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import replace
 
-from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus
+from etcdop.api.etcdcluster import Condition, EtcdClusterStatus, MemberStatus, UpgradeStall
 from etcdop.api.semver import parse_version
 from etcdop.operator.model import Member, Observed, quorum
 from etcdop.operator.planner import (
@@ -43,9 +44,15 @@ STUCK_REASONS = frozenset(
         "MembershipUnconfirmed",
         "NodeLost",
         "NoSpace",
+        "UpgradeStalled",
+        "VersionRefused",
+        "UpgradeBackupFailed",
     }
 )
 """Wait reasons that will not clear by themselves soon: Progressing is False with that reason."""
+
+HOLD_REASONS = frozenset({"UpgradeStalled", "VersionRefused", "UpgradeBackupFailed"})
+"""Wait reasons that hold a rollout until a person acts: Degraded is True with that reason."""
 
 HEAL_REASONS = frozenset({"PodGone", "DataLost", "DataGone", "PodFailed", "PodMissing"})
 
@@ -67,10 +74,11 @@ def compute_status(
     REFUSED is why the action was not carried out (etcd or the API server said no).
     QUORUM_LOSS_TIMEOUT (seconds) is how long Available may be False for a lost quorum before
     QuorumLost is set; RESTORE_HINT is what the QuorumLost message tells to do."""
+    stalled = _stalled(o, action, refused, previous)
     first: tuple[Condition, ...] = (
         _available(o),
-        _progressing(action, refused),
-        _degraded(o),
+        _progressing(o, action, refused),
+        _degraded(o, action, stalled),
         _even_size(o.spec.size),
     )
     stamped = tuple(_stamp(c, previous, generation=generation, now=now) for c in first)
@@ -93,6 +101,9 @@ def compute_status(
         members=members,
         ready_members=sum(1 for m in members if m.ready and not m.is_learner),
         current_version=_lowest_version(m.version for m in members),
+        target_version=o.spec.version,
+        cluster_version=o.cluster_version or previous.cluster_version,
+        stalled=stalled,
         client_endpoints=client_endpoints,
         compacted_revision=_compacted(o, action, refused, previous.compacted_revision),
         defragmented_members=_defragmented(o, action, refused, previous.defragmented_members),
@@ -114,7 +125,7 @@ def phase(o: Observed, action: Action, previous: str) -> str:
         return "Degraded"
     if isinstance(action, RemoveMember | CreatePod | DeletePod) and action.reason in HEAL_REASONS:
         return "Healing"
-    if any(o.member_version(m) not in ("", o.spec.version) for m in o.members):
+    if any(o.member_version(m) and o.outdated(m) for m in o.members):
         return "Upgrading"
     if len(voters) != o.spec.size or o.learners:
         if len(voters) < o.spec.size and previous in ("Creating", "Healing"):
@@ -192,7 +203,37 @@ def _parse_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
-def _progressing(action: Action, refused: str | None) -> Condition:
+def _stalled(
+    o: Observed, action: Action, refused: str | None, previous: EtcdClusterStatus
+) -> UpgradeStall | None:
+    """The health gate's record: made when it removes a stalled member, kept while the spec
+    asks for that same rollout and some member still lags behind it."""
+    if isinstance(action, RemoveMember) and action.reason == "UpgradeStalled" and not refused:
+        return UpgradeStall(rollout=o.spec.rollout, member=action.member, message=action.detail)
+    before = previous.stalled
+    rolling = o.members is None or any(o.outdated(v) for v in o.voters)
+    if before is not None and before.rollout == o.spec.rollout and rolling:
+        return before
+    return None
+
+
+def rollout_progress(o: Observed) -> str:
+    """ "2 of 3 members at 3.6.16" during a rollout, else ""."""
+    if o.members is None or not any(o.outdated(v) for v in o.voters):
+        return ""
+    current = sum(1 for v in o.voters if not o.outdated(v))
+    return f"{current} of {o.spec.size} members at {o.spec.version}"
+
+
+def _progressing(o: Observed, action: Action, refused: str | None) -> Condition:
+    progress = rollout_progress(o)
+    if progress:
+        cond = _progressing_step(action, refused)
+        return replace(cond, message=f"{progress}: {cond.message}")
+    return _progressing_step(action, refused)
+
+
+def _progressing_step(action: Action, refused: str | None) -> Condition:
     if refused is not None:
         return _cond(PROGRESSING, False, "StepRefused", f"{describe(action)}: {refused}")
     match action:
@@ -206,7 +247,19 @@ def _progressing(action: Action, refused: str | None) -> Condition:
             return _cond(PROGRESSING, True, action.reason, describe(action))
 
 
-def _degraded(o: Observed) -> Condition:
+def _degraded(o: Observed, action: Action, stalled: UpgradeStall | None) -> Condition:
+    if stalled is not None:
+        return _cond(DEGRADED, True, "UpgradeStalled", stalled.message)
+    if isinstance(action, Wait) and action.reason in (
+        "UpgradeStalled",
+        "VersionRefused",
+        "UpgradeBackupFailed",
+    ):
+        return _cond(DEGRADED, True, action.reason, action.message)
+    return _degraded_members(o)
+
+
+def _degraded_members(o: Observed) -> Condition:
     if o.members is None:
         if not o.formed:
             return _cond(DEGRADED, False, "Creating", "the first member is starting")

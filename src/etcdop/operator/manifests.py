@@ -7,6 +7,8 @@ headless peer Service, `<member>.<cluster>-peer.<namespace>.svc.<domain>`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from etcdop.api import API_VERSION, KIND, EtcdCluster
@@ -27,6 +29,13 @@ LABEL_CLUSTER_UID = "etcdop.io/cluster-uid"
 never takes an earlier one's data for its own."""
 ANN_INITIAL_STATE = "etcdop.io/initial-cluster-state"
 ANN_VERSION = "etcdop.io/version"
+ANN_POD_HASH = "etcdop.io/pod-hash"
+"""A hash of the member pod as the spec renders it: a member whose pod hash differs is outdated
+and replaced by the upgrade strategy, whatever changed (version, image, resources, template)."""
+LABEL_SERVING = "etcdop.io/serving"
+"""\"true\" while the member takes client traffic: the client Service selects on it, so the
+operator takes a member out of the Service before removing or restarting it, and lets a new
+member in only once it is a healthy voter (a learner refuses most client requests)."""
 MANAGED_BY = "etcdop"
 STATE_ENV = "INITIAL_CLUSTER_STATE"
 RUN_AS = 65532
@@ -115,7 +124,7 @@ def client_service(ec: EtcdCluster) -> JSON:
         "kind": "Service",
         "metadata": _metadata(ec, client_service_name(ec.name)),
         "spec": {
-            "selector": selector_labels(ec),
+            "selector": {**selector_labels(ec), LABEL_SERVING: "true"},
             "ports": [{"name": "client", "port": CLIENT_PORT, "targetPort": CLIENT_PORT}],
         },
     }
@@ -192,23 +201,69 @@ def etcd_args(ec: EtcdCluster, member: str, initial_cluster: str, domain: str) -
     ]
 
 
+# ---------------------------------------------------------------- rollout marks (upgrade)
+
+
 def member_pod(
     ec: EtcdCluster,
     member: str,
     initial_cluster: str,
     state: str,
     domain: str,
+    serving: bool = False,
     *,
     agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
     restore: RestoreRequest | None = None,
 ) -> JSON:
     """The pod of one member, with the backup agent beside etcd; STATE is "new" only for the
-    seed of a new cluster. With RESTORE, the seed of that restore: labelled with its uid, and
-    restoring the snapshot into its data directory before anything else starts."""
+    seed of a new cluster. SERVING puts it in the client Service at once (the planner does it
+    later for a new member). With RESTORE, the seed of that restore: labelled with its uid, and
+    restoring the snapshot into its data directory before anything else starts (not part of
+    the pod hash: a seed is not outdated for having restored)."""
+    pod = _member_pod(ec, member, initial_cluster, state, domain, agent_image=agent_image)
+    pod["metadata"]["labels"][LABEL_SERVING] = "true" if serving else "false"
+    pod["metadata"]["annotations"][ANN_POD_HASH] = pod_hash(ec, domain, agent_image=agent_image)
+    if restore is not None:
+        pod["metadata"]["labels"][LABEL_RESTORE] = restore.uid
+        restorer = sidecar.restore_container(
+            ec,
+            agent_image,
+            restore,
+            member=member,
+            peer_url=peer_url(ec, member, domain),
+            data_mount=DATA_DIR,
+            data_dir=f"{DATA_DIR}/data",
+        )
+        pod["spec"]["initContainers"].insert(0, restorer)
+        pod["spec"]["volumes"].extend(sidecar.restore_volumes(ec, restore))
+    return pod
+
+
+def pod_hash(
+    ec: EtcdCluster, domain: str, *, agent_image: str = sidecar.DEFAULT_AGENT_IMAGE
+) -> str:
+    """The hash of what every member's pod shares: rendered for a placeholder member, without
+    what differs between members or changes during their life (name, initial cluster, state)."""
+    pod = _member_pod(ec, "member", "", "existing", domain, agent_image=agent_image)
+    pod["metadata"]["annotations"].pop(ANN_INITIAL_STATE, None)
+    text = json.dumps(pod, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------
+
+
+def _member_pod(
+    ec: EtcdCluster,
+    member: str,
+    initial_cluster: str,
+    state: str,
+    domain: str,
+    *,
+    agent_image: str,
+) -> JSON:
     tmpl = ec.spec.pod_template
     labels = {**tmpl.labels, **common_labels(ec), LABEL_MEMBER: member}
-    if restore is not None:
-        labels[LABEL_RESTORE] = restore.uid
     annotations = {
         **tmpl.annotations,
         ANN_INITIAL_STATE: state,
@@ -291,18 +346,6 @@ def member_pod(
         "volumes": [volume, *sidecar.agent_volumes(ec)],
         "affinity": dict(tmpl.affinity) if tmpl.affinity else _default_affinity(ec),
     }
-    if restore is not None:
-        restorer = sidecar.restore_container(
-            ec,
-            agent_image,
-            restore,
-            member=member,
-            peer_url=peer_url(ec, member, domain),
-            data_mount=DATA_DIR,
-            data_dir=f"{DATA_DIR}/data",
-        )
-        spec["initContainers"].insert(0, restorer)
-        spec["volumes"].extend(sidecar.restore_volumes(ec, restore))
     if tmpl.node_selector:
         spec["nodeSelector"] = dict(tmpl.node_selector)
     if tmpl.tolerations:

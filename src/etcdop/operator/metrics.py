@@ -18,11 +18,13 @@ __all__ = [
     "BACKUP_SIZE",
     "LEADER",
     "MEMBERS",
+    "MEMBER_REPLACE_SECONDS",
     "MEMBER_STATES",
     "QUEUE_DEPTH",
     "RECONCILES",
     "RECONCILE_ERRORS",
     "RECONCILE_SECONDS",
+    "UPGRADES",
 ]
 
 ACTIONS = Counter(
@@ -64,4 +66,16 @@ BACKUP_DRILLS = Counter(
     "etcdop_backup_drills_total",
     "Restore drills by result: verified, failed (the backup is bad) or error (could not run).",
     ["namespace", "cluster", "result"],
+)
+UPGRADES = Counter(
+    "etcdop_upgrades_total",
+    "Rollouts of the member pods (version or pod changes) by event: started, finished, stalled.",
+    ["namespace", "cluster", "event"],
+)
+MEMBER_REPLACE_SECONDS = Histogram(
+    "etcdop_member_replacement_seconds",
+    "Seconds from a new member pod's creation to its old member's removal (Surge), or from a "
+    "re-created pod's creation to its member serving again (InPlace).",
+    ["strategy"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from etcdop.api.duration import parse_duration
 from etcdop.api.etcdcluster import EtcdClusterSpec
 from etcdop.api.quantity import parse_quantity
 
 InitialClusterState = Literal["new", "existing"]
+Strategy = Literal["Surge", "InPlace"]
 
 CATCH_UP_MAX_LAG = 1000
 """A learner within this many raft entries of the leader is caught up and may be promoted."""
@@ -57,6 +59,14 @@ class MemberPod:
     """The pod's node is NotReady, unreachable or gone: a Terminating pod there never finishes."""
     restore: str = ""
     """uid of the EtcdRestore whose seed this pod is (its label); "" for every other pod."""
+    pod_hash: str = ""
+    """The hash of the spec the pod was rendered from ("" on pods made before hashes: those are
+    compared by version only, so an operator upgrade alone does not roll every member)."""
+    serving: bool = True
+    """In the client Service (label etcdop.io/serving=true)."""
+    created: float = 0.0
+    """creationTimestamp in seconds since the epoch; 0 when unknown (the health gate never
+    fires on an unknown start)."""
 
     @property
     def running(self) -> bool:
@@ -88,6 +98,9 @@ class MemberHealth:
     db_size_in_use: int = 0
     nospace: bool = False
     """The NOSPACE alarm is raised: etcd refuses writes until it is disarmed."""
+    storage_version: str = ""
+    """The version of the member's data format ("3.6.0"; "" before etcd 3.6): after a downgrade
+    is enabled etcd lowers it, and members of the older minor may join only then."""
 
 
 UNREACHABLE = MemberHealth()
@@ -127,16 +140,52 @@ class DesiredSpec:
     """etcd's backend quota (--quota-backend-bytes); 0 when unknown."""
     uses_claims: bool = False
     """Member data lives on PersistentVolumeClaims (one per member, named like the member)."""
+    pod_hash: str = ""
+    """The hash of the member pod the spec renders ("" when unknown: versions decide)."""
+    strategy: Strategy = "Surge"
+    member_ready_timeout: float = 300.0
+    """Seconds a new or re-created member may take to be healthy and caught up."""
+    backup_before_upgrade: bool = False
+    """spec.backup is set and spec.upgrade.backupBeforeUpgrade: a version change waits for a
+    backup of the cluster as it was."""
 
     @classmethod
-    def of(cls, spec: EtcdClusterSpec) -> DesiredSpec:
+    def of(cls, spec: EtcdClusterSpec, pod_hash: str = "") -> DesiredSpec:
         return cls(
             size=spec.size,
             version=spec.version,
             paused=spec.paused,
             quota_bytes=int(parse_quantity(spec.backend_quota)),
             uses_claims=spec.storage.uses_claims,
+            pod_hash=pod_hash,
+            strategy="InPlace" if spec.upgrade.strategy == "InPlace" else "Surge",
+            member_ready_timeout=parse_duration(spec.upgrade.member_ready_timeout),
+            backup_before_upgrade=spec.backup is not None and spec.upgrade.backup_before_upgrade,
         )
+
+    @property
+    def rollout(self) -> str:
+        """What names this spec's rollout: its pod hash, else its version."""
+        return self.pod_hash or self.version
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A rollout the health gate stopped (from status.stalled): no step until the spec changes."""
+
+    rollout: str
+    member: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class UpgradeBackup:
+    """The EtcdBackup taken before upgrading to spec.version, as observed."""
+
+    name: str
+    phase: str = ""
+    """"" while it runs, else Succeeded or Failed."""
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -169,6 +218,13 @@ class Observed:
     bootstrap_blocked: str = ""
     """Why the backup spec.bootstrap names cannot seed the cluster yet ("" when it can, or
     when the cluster starts empty)."""
+    now: float = 0.0
+    """Seconds since the epoch when observed: the health gate compares pod ages with it."""
+    stalled: Stall | None = None
+    cluster_version: str = ""
+    upgrade_backup: UpgradeBackup | None = None
+    """The pre-upgrade backup for spec.version, None while none exists."""
+    """The cluster version etcd reports ("3.6.0"); "" when no member said."""
 
     def pod(self, name: str) -> MemberPod | None:
         return next((p for p in self.pods if p.name == name), None)
@@ -196,6 +252,26 @@ class Observed:
         is nothing left to start a member from."""
         names = {p.name for p in self.pods}
         return bool(self.pods) and all(p.data_lost for p in self.pods) and not (self.claims - names)
+
+    def outdated(self, m: Member) -> bool:
+        """The member's pod is not what the spec renders now (version, or pod hash when both
+        sides have one)."""
+        if self.member_version(m) != self.spec.version:
+            return True
+        pod = self.pod(m.name)
+        return bool(
+            pod is not None
+            and pod.pod_hash
+            and self.spec.pod_hash
+            and pod.pod_hash != self.spec.pod_hash
+        )
+
+    @property
+    def stall(self) -> Stall | None:
+        """The recorded stall, if it is about the rollout the spec asks for now."""
+        if self.stalled is not None and self.stalled.rollout == self.spec.rollout:
+            return self.stalled
+        return None
 
     def member_version(self, m: Member) -> str:
         """The version a member runs: its pod's image tag, else what etcd reports."""

@@ -5,6 +5,7 @@ Pure functions over plain dicts and facade results; the reconciler does the I/O 
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import string
 from collections import Counter
@@ -128,6 +129,9 @@ def member_pod(
         waiting=_waiting(pod),
         node_lost=_on_lost_node(pod, nodes),
         restore=restore_uid(pod),
+        pod_hash=str(annotations.get(manifests.ANN_POD_HASH, "")),
+        serving=(meta.get("labels") or {}).get(manifests.LABEL_SERVING) == "true",
+        created=_timestamp(meta.get("creationTimestamp")),
     )
 
 
@@ -161,6 +165,14 @@ def _waiting(pod: Mapping[str, Any]) -> str:
     return ""
 
 
+def _timestamp(text: object) -> float:
+    """An RFC 3339 time from the API server in seconds since the epoch; 0 when unreadable."""
+    try:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _on_lost_node(pod: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]] | None) -> bool:
     node = str((pod.get("spec") or {}).get("nodeName") or "")
     if nodes is None or not node:
@@ -191,6 +203,7 @@ def member_health(status: Status | None, health: Health | None) -> MemberHealth:
         db_size=status.db_size,
         db_size_in_use=status.db_size_in_use,
         nospace=nospace,
+        storage_version=status.storage_version,
     )
 
 

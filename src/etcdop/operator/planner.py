@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from etcdop.api.semver import EtcdVersion, change_refusal, parse_version
 from etcdop.operator.model import (
     InitialClusterState,
     Member,
@@ -87,6 +88,8 @@ class RemoveMember:
     member_id: int
     member: str
     reason: str
+    detail: str = ""
+    """For people (status, the Event): what was seen, e.g. why an upgrade stalled."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,40 @@ class FinishRestore:
 
 
 @dataclass(frozen=True)
+class StopTraffic:
+    """Take a member out of the client Service before it is removed or restarted, so clients
+    of the Service do not land on a member in the middle of leaving."""
+
+    member: str
+    reason: str = "MemberLeaving"
+
+
+@dataclass(frozen=True)
+class StartTraffic:
+    """Put healthy, current voters in the client Service (new members start outside it)."""
+
+    members: tuple[str, ...]
+    reason: str = "MemberServing"
+
+
+@dataclass(frozen=True)
+class EnableDowngrade:
+    """etcd's downgrade API (3.6+): lowers the cluster version to VERSION's minor so members of
+    that minor may join; then members are replaced as in an upgrade."""
+
+    version: str
+    reason: str = "DowngradeEnabled"
+
+
+@dataclass(frozen=True)
+class TakeBackup:
+    """Create the EtcdBackup of the cluster as it is, before members of VERSION replace it."""
+
+    version: str
+    reason: str = "BackupBeforeUpgrade"
+
+
+@dataclass(frozen=True)
 class Wait:
     reason: str
     message: str
@@ -191,6 +228,10 @@ Action = (
     | DisarmAlarm
     | RestoreSeed
     | FinishRestore
+    | StopTraffic
+    | StartTraffic
+    | EnableDowngrade
+    | TakeBackup
     | Wait
     | Done
 )
@@ -228,6 +269,14 @@ def describe(action: Action) -> str:
             return f"create seed member {m}, which restores the snapshot before etcd starts"
         case FinishRestore(member=m):
             return f"seed member {m} serves the restored data; growing back to the spec's size"
+        case StopTraffic(member=m, reason=r):
+            return f"take member {m} out of the client Service: {r}"
+        case StartTraffic(members=ms):
+            return f"put member {', '.join(ms)} in the client Service"
+        case EnableDowngrade(version=v):
+            return f"enable etcd's downgrade of the cluster version to {v}"
+        case TakeBackup(version=v):
+            return f"take a backup of the cluster before upgrading to {v}"
         case Wait(message=msg):
             return msg
         case Done():
@@ -374,6 +423,10 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
 
     lost = {m.id: reason for m in members if (reason := _lost(o, m, pods.get(m.name)))}
 
+    serve = _to_serve(o, pods)
+    if serve:
+        return StartTraffic(serve)
+
     # A learner is dealt with before anything else changes membership.
     for learner in sorted(o.learners, key=lambda m: (m.name, m.id)):
         pod = pods.get(learner.name)
@@ -381,10 +434,15 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
             return RemoveMember(learner.id, learner.name, lost[learner.id])
         if pod is None:  # not reached: such a learner is lost or got its pod above
             return Wait("PodStarting", f"waiting for the pod of learner {learner.name}")
-        if pod.version and pod.version != o.spec.version:
+        if o.outdated(learner):
             return RemoveMember(learner.id, learner.name, "LearnerOutdated")
         if not _want_more_voters(o):
             return RemoveMember(learner.id, learner.name, "LearnerNotNeeded")
+        ready = pod.running and caught_up(learner, leader)
+        if not ready and _rolling(o) and _past_gate(o, pod):
+            return RemoveMember(
+                learner.id, learner.name, "UpgradeStalled", _stalled_learner(o, learner, leader)
+            )
         if not pod.running:
             if any(v.id in lost for v in o.voters):
                 # It holds nothing yet: it yields to the voter that must be replaced first.
@@ -405,13 +463,28 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
         if v.id in lost:
             return _remove_voter(o, v, lost[v.id])
 
-    outdated = [v for v in voters if o.member_version(v) != o.spec.version]
+    outdated = [v for v in voters if o.outdated(v)]
+    if outdated:
+        refused = version_refusal(o, leader)
+        if refused is not None:
+            return refused
+        held = backup_first(o, outdated)
+        if held is not None:
+            return held
     if len(voters) > o.spec.size:
         victim = min(
             voters,
             key=lambda v: (v.healthy, v not in outdated, v.is_leader, v.name, v.id),
         )
         return _remove_voter(o, victim, "Outdated" if victim in outdated else "ScaleDown")
+    if outdated and len(voters) == o.spec.size:
+        stall = o.stall
+        if stall is not None:
+            return Wait("UpgradeStalled", stall.message)
+        spare = len(voters) > quorum(len(voters))
+        if o.spec.strategy == "InPlace" and o.spec.uses_claims and spare:
+            return _in_place(o, leader, outdated, pods)
+        # InPlace on one or two members would stop the quorum: those surge instead.
     if len(voters) < o.spec.size or outdated:
         blocker = _add_blocker(o, voters, pods)
         if blocker is not None:
@@ -493,6 +566,10 @@ def _want_more_voters(o: Observed) -> bool:
 
 def _remove_voter(o: Observed, victim: Member, reason: str) -> Action:
     voters = o.voters
+    pod = o.pod(victim.name)
+    leaving = reason in ("Outdated", "ScaleDown") and victim.healthy and not victim.is_leader
+    if leaving and pod is not None and pod.serving:
+        return StopTraffic(victim.name)  # an unhealthy member is not Ready: out already
     if victim.is_leader:
         others = [v for v in voters if v.id != victim.id and v.healthy]
         if not others:
@@ -552,3 +629,195 @@ def _fresh_name(o: Observed) -> Wait | None:
     if not o.next_member_name or o.next_member_name in taken:
         return Wait("NameTaken", f"member name {o.next_member_name!r} is taken; retrying")
     return None
+
+
+# ---------------------------------------------------------------- upgrades
+
+
+def _rolling(o: Observed) -> bool:
+    """Some voter's pod is not what the spec renders: a rollout is under way."""
+    return any(o.outdated(v) for v in o.voters)
+
+
+def _past_gate(o: Observed, pod: MemberPod) -> bool:
+    """The pod has had spec.upgrade.memberReadyTimeout to become ready, and did not."""
+    return bool(pod.created and o.now and o.now - pod.created > o.spec.member_ready_timeout)
+
+
+def _seen(o: Observed, m: Member, leader: Member) -> str:
+    """What a person needs to judge a member that does not come up: pod, etcd, last exit."""
+    pod = o.pod(m.name)
+    parts = [f"pod {pod.phase.value if pod else 'missing'}"]
+    if pod is not None and pod.waiting:
+        parts.append(f"waiting: {pod.waiting}")
+    if not m.health.reachable:
+        parts.append("etcd does not answer")
+    elif m.is_learner:
+        parts.append(f"raft index {m.health.raft_index} of the leader's {leader.health.raft_index}")
+    else:
+        parts.append("etcd answers but is not healthy")
+    if pod is not None and pod.last_error:
+        parts.append(f"last exit: {pod.last_error}")
+    return "; ".join(parts)
+
+
+def _timeout(o: Observed) -> str:
+    return f"{o.spec.member_ready_timeout:g}s (spec.upgrade.memberReadyTimeout)"
+
+
+def _old_versions(o: Observed) -> str:
+    return ", ".join(sorted({o.member_version(v) for v in o.voters if o.outdated(v)})) or "?"
+
+
+def _stalled_learner(o: Observed, learner: Member, leader: Member) -> str:
+    voters = len(o.voters)
+    return (
+        f"new member {learner.name} (etcd {o.spec.version}) was not healthy and caught up "
+        f"within {_timeout(o)}: {_seen(o, learner, leader)}. It was removed again; the cluster "
+        f"stays at {voters} members on {_old_versions(o)}. Fix the cause (image, resources, "
+        f"pod template) and change the spec, or set spec.version back to roll back"
+    )
+
+
+def _to_serve(o: Observed, pods: dict[str, MemberPod]) -> tuple[str, ...]:
+    """Healthy current voters outside the client Service, unless the cluster is too big (one of
+    them may be about to leave)."""
+    if len(o.voters) > o.spec.size:
+        return ()
+    out = []
+    for v in sorted(o.voters, key=lambda m: m.name):
+        pod = pods.get(v.name)
+        if pod is not None and not pod.serving and pod.running and v.healthy and not o.outdated(v):
+            out.append(v.name)
+    return tuple(out)
+
+
+def version_refusal(o: Observed, leader: Member) -> Action | None:
+    """etcd's version policy against what the members run: a Wait saying why not, the
+    downgrade API when going back a minor after a completed upgrade, or None."""
+    target = o.spec.version
+    for v in sorted(o.voters, key=lambda m: m.name):
+        running = o.member_version(v)
+        refused = change_refusal(running, target) if running else None
+        if refused is not None:
+            return Wait(
+                "VersionRefused",
+                f"spec.version {target}: member {v.name} runs {running}; {refused}",
+            )
+    try:
+        want = parse_version(target)
+        speaks = parse_version(o.cluster_version) if o.cluster_version else None
+    except ValueError:
+        return None
+    if speaks is None or (speaks.major, speaks.minor) <= (want.major, want.minor):
+        return _storage_downgrade(o, want)
+    if (speaks.major, speaks.minor) < (3, 6):
+        return Wait(
+            "VersionRefused",
+            f"spec.version {target}: the cluster speaks {speaks.major}.{speaks.minor} (every "
+            f"member ran it), and etcd before 3.6 has no downgrade API to go back; restore a "
+            f"backup taken before the upgrade into a new cluster, or set spec.version back",
+        )
+    if o.spec.strategy != "InPlace":
+        # Measured on 3.5.35: while a downgrade is enabled a member of the older minor refuses to
+        # join as a new member ("incompatible with current running cluster"), so only members
+        # restarted on their own data can go back.
+        return Wait(
+            "VersionRefused",
+            f"spec.version {target}: going back from {speaks.major}.{speaks.minor} to "
+            f"{want.major}.{want.minor} needs each member restarted on its own data (etcd "
+            f"{want.major}.{want.minor} does not join a downgrading cluster as a new member); "
+            f"use spec.upgrade.strategy InPlace with persistentVolumeClaim storage, set "
+            f"spec.version back, or restore a backup taken before the upgrade into a new cluster",
+        )
+    sick = unhealthy_member(o, o.voters)
+    if sick is not None:
+        return sick
+    return EnableDowngrade(f"{want.major}.{want.minor}")
+
+
+def backup_first(o: Observed, outdated: list[Member]) -> Action | None:
+    """Before the first member of a new version: a backup of the cluster as it is, once per
+    target version (the backup is named for it), and a failed one holds the upgrade."""
+    if not o.spec.backup_before_upgrade:
+        return None
+    if all(o.member_version(v) == o.spec.version for v in outdated):
+        return None  # only the pod changed, not etcd: nothing to go back to
+    b = o.upgrade_backup
+    if b is None:
+        return TakeBackup(o.spec.version)
+    if b.phase == "Succeeded":
+        return None
+    if b.phase == "Failed":
+        return Wait(
+            "UpgradeBackupFailed",
+            f"EtcdBackup {b.name}, taken before upgrading to {o.spec.version}, failed: "
+            f"{b.message or 'no reason given'}. The upgrade waits: fix the backup storage and "
+            f"delete {b.name} to take it again, or set spec.upgrade.backupBeforeUpgrade to "
+            f"false",
+        )
+    return Wait(
+        "BackupBeforeUpgrade",
+        f"waiting for EtcdBackup {b.name} before upgrading to {o.spec.version}",
+    )
+
+
+def _storage_downgrade(o: Observed, want: EtcdVersion) -> Wait | None:
+    """After a downgrade is enabled etcd rewrites each member's data format to the older minor
+    (a few seconds); a member of that minor joins or restarts only on data it can read."""
+    for m in sorted(o.members or (), key=lambda m: m.name):
+        try:
+            stored = parse_version(m.health.storage_version) if m.health.storage_version else None
+        except ValueError:
+            continue
+        if stored is not None and (stored.major, stored.minor) > (want.major, want.minor):
+            return Wait(
+                "DowngradeStorage",
+                f"waiting for etcd to downgrade the storage version of member {m.name} "
+                f"({stored} to {want.major}.{want.minor}) before members of {want} join",
+            )
+    return None
+
+
+def _in_place(
+    o: Observed, leader: Member, outdated: list[Member], pods: dict[str, MemberPod]
+) -> Action:
+    """Re-create one outdated member's pod on its claim at a time, the leader last, once the
+    previous one is healthy and caught up again."""
+    voters = o.voters
+    for v in sorted(voters, key=lambda m: m.name):
+        pod = pods.get(v.name)
+        if pod is None or o.outdated(v):
+            continue
+        if v.healthy and pod.running and caught_up(v, leader):
+            continue
+        if _past_gate(o, pod):
+            return Wait(
+                "UpgradeStalled",
+                f"member {v.name}, re-created at etcd {o.spec.version} on its claim, was not "
+                f"healthy and caught up within {_timeout(o)}: {_seen(o, v, leader)}. Check its "
+                f"logs (kubectl logs {v.name} -c etcd); fix the cause and change the spec, or "
+                f"set spec.version back to roll back",
+            )
+        return Wait("MemberStarting", f"waiting for member {v.name} to be healthy and caught up")
+    # A member that is down already costs nothing to restart: it goes first.
+    down = [v for v in outdated if not v.healthy]
+    victim = min(down or outdated, key=lambda v: (v.is_leader, v.name, v.id))
+    if victim.is_leader:
+        others = [v for v in voters if v.id != victim.id and v.healthy]
+        if not others:
+            return Wait("NoLeaderCandidate", f"no healthy member to take over from {victim.name}")
+        target = min(others, key=lambda v: (o.outdated(v), v.name, v.id))
+        return MoveLeader(victim.id, target.id, reason="LeaderToBeRestarted")
+    if victim.healthy:
+        healthy_after = sum(1 for v in voters if v.healthy and v.id != victim.id)
+        if healthy_after < quorum(len(voters)):
+            return Wait(
+                "QuorumGuard",
+                f"restarting {victim.name} would leave {healthy_after} healthy of "
+                f"{len(voters)} voting members, fewer than a quorum",
+            )
+    pod = pods.get(victim.name)
+    if pod is not None and pod.serving:
+        return StopTraffic(victim.name)
+    return DeletePod(victim.name, "UpgradeInPlace")

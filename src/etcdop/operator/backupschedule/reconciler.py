@@ -11,17 +11,20 @@ from typing import Any
 
 from etcdop.api import EtcdCluster, InvalidObject
 from etcdop.api.backupstorage import ClusterBackup, parse_duration
-from etcdop.api.etcdbackup import API_VERSION, KIND
 from etcdop.api.etcdcluster import Condition
 from etcdop.api.schema import encode
 from etcdop.kube.client import ConflictError, KubeClient, Obj
 from etcdop.kube.events import EventRecorder
 from etcdop.kube.store import Store
-from etcdop.operator import manifests
 from etcdop.operator.backupschedule.readiness import Finished, backup_ready
 from etcdop.operator.backupschedule.retention import Scheduled, to_prune
 from etcdop.operator.backupschedule.schedule import backup_name, due
-from etcdop.operator.etcdbackup.cache import ANN_SCHEDULED_AT, ETCDBACKUPS, LABEL_SCHEDULED
+from etcdop.operator.etcdbackup.cache import (
+    ANN_SCHEDULED_AT,
+    ETCDBACKUPS,
+    LABEL_SCHEDULED,
+    cluster_backup,
+)
 from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS
 
 log = logging.getLogger(__name__)
@@ -39,26 +42,14 @@ def rfc3339(t: dt.datetime) -> str:
 
 
 def scheduled_backup(ec: EtcdCluster, backup: ClusterBackup, slot: dt.datetime) -> Obj:
-    labels = {**manifests.common_labels(ec), LABEL_SCHEDULED: "true"}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {
-            "name": backup_name(ec.name, slot),
-            "namespace": ec.namespace,
-            "labels": labels,
-            "annotations": {ANN_SCHEDULED_AT: rfc3339(slot)},
-            "ownerReferences": [manifests.owner_reference(ec)],
-        },
-        "spec": {
-            "clusterName": ec.name,
-            "storage": encode(backup.storage),
-            "compression": backup.compression,
-            "encryption": backup.encryption,
-            "deletionPolicy": "Delete",  # pruned with its objects, as CronJob prunes Jobs
-            "verify": backup.verify,
-        },
-    }
+    return cluster_backup(
+        ec,
+        backup,
+        backup_name(ec.name, slot),
+        labels={LABEL_SCHEDULED: "true"},
+        annotations={ANN_SCHEDULED_AT: rfc3339(slot)},
+        deletion_policy="Delete",  # pruned with its objects, as CronJob prunes Jobs
+    )
 
 
 class ScheduleReconciler:

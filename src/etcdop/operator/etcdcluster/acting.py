@@ -22,6 +22,7 @@ from etcdop.etcd import (
 )
 from etcdop.kube.client import PDBS, PODS, PVCS, SERVICES, ConflictError, KubeClient, KubeError
 from etcdop.operator import manifests, sidecar
+from etcdop.operator.etcdbackup.cache import ETCDBACKUPS, upgrade_backup, upgrade_backup_name
 from etcdop.operator.etcdcluster.cache import Caches
 from etcdop.operator.etcdcluster.observing import client_url, pod_ips, pods_of
 from etcdop.operator.model import Member, Observed
@@ -36,12 +37,16 @@ from etcdop.operator.planner import (
     DeletePod,
     DisarmAlarm,
     Done,
+    EnableDowngrade,
     FinishRestore,
     MarkFormed,
     MoveLeader,
     PromoteLearner,
     RemoveMember,
     RestoreSeed,
+    StartTraffic,
+    StopTraffic,
+    TakeBackup,
     Wait,
 )
 from etcdop.operator.restorerequest import RestoreRequest
@@ -151,6 +156,14 @@ class Actor:
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
+                case StopTraffic(member=m):
+                    await self._serve(ec, (m,), False)
+                case StartTraffic(members=ms):
+                    await self._serve(ec, ms, True)
+                case EnableDowngrade(version=v):
+                    await etcd.enable_downgrade(v)
+                case TakeBackup(version=v):
+                    await self._take_backup(ec, v)
                 case Wait() | Done() | FinishRestore():
                     pass
         except LearnerNotReady as e:
@@ -163,6 +176,23 @@ class Actor:
             # Refused by admission (Pod Security, quota), RBAC or validation: say so, retry.
             return f"KubernetesRefused: {e}"
         return None
+
+    async def _serve(self, ec: EtcdCluster, members: tuple[str, ...], on: bool) -> None:
+        """Label the members' pods in or out of the client Service; wait for the cache."""
+        value = "true" if on else "false"
+        for m in members:
+            patch = {"metadata": {"labels": {manifests.LABEL_SERVING: value}}}
+            await self.kube.patch(PODS, m, patch, ec.namespace)
+
+        def seen() -> bool:
+            for m in members:
+                pod = self.caches.pods.get_by(ec.namespace, m)
+                labels = (pod or {}).get("metadata", {}).get("labels") or {}
+                if pod is not None and labels.get(manifests.LABEL_SERVING) != value:
+                    return False
+            return True
+
+        await _until(seen, CACHE_WAIT)
 
     def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
         pod = self.caches.pods.get_by(ec.namespace, name)
@@ -194,6 +224,17 @@ class Actor:
         )
         await self._create(pod)
         await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)
+
+    async def _take_backup(self, ec: EtcdCluster, version: str) -> None:
+        """Create the pre-upgrade EtcdBackup (the backup controller takes it) and wait for the
+        cache to show it, so the next plan waits on it rather than making it again."""
+        backups = self.caches.backups
+        if ec.spec.backup is None or backups is None:
+            return
+        with contextlib.suppress(ConflictError):
+            await self.kube.create(ETCDBACKUPS, upgrade_backup(ec, ec.spec.backup, version))
+        name = upgrade_backup_name(ec.name, version)
+        await _until(lambda: backups.get_by(ec.namespace, name) is not None, CACHE_WAIT)
 
     async def _create(self, obj: Mapping[str, Any]) -> None:
         """Create OBJ; one that exists already (a step repeated after a crash) is fine."""

@@ -29,4 +29,5 @@ class Caches:
     secrets: Store | None = None
     """Secrets the operator made (the agents' token); None: no token Secret is kept."""
     backups: Store | None = None
-    """EtcdBackups, for a cluster bootstrapped from one (spec.bootstrap.backupName)."""
+    """EtcdBackups: the one taken before an upgrade, and the one a new cluster starts from
+    (spec.bootstrap.backupName); None: upgrades take no backup, clones wait."""

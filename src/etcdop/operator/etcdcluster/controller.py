@@ -91,6 +91,7 @@ def controller(
             owns(SERVICES, label=by_cluster, selector=MANAGED),
             owns(PDBS, label=by_cluster, selector=MANAGED),
             owns(SECRETS, label=by_cluster, selector=MANAGED),
+            owns(ETCDBACKUPS, owner=ETCDCLUSTERS),
         ],
         watches=[Watch(NODES, clusters_on_node(caches.pods))],
         workers=workers,

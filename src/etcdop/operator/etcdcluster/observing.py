@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import httpx
 
 from etcdop.api import EtcdCluster
 from etcdop.etcd import EtcdClient, EtcdError
 from etcdop.etcd import Member as EtcdMember
 from etcdop.kube.store import labels_match
-from etcdop.operator import manifests, observe
+from etcdop.operator import manifests, observe, sidecar
+from etcdop.operator.etcdbackup.cache import upgrade_backup_name
 from etcdop.operator.etcdcluster.cache import Caches
-from etcdop.operator.model import DesiredSpec, Member, Observed
+from etcdop.operator.model import DesiredSpec, Member, Observed, Stall, UpgradeBackup
 from etcdop.operator.restorerequest import RestoreRequest
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,9 @@ async def observe_cluster(
     pods: Sequence[Mapping[str, Any]],
     endpoints: Mapping[str, str],
     etcd: EtcdClient,
+    domain: str = "cluster.local",
+    agent_image: str = sidecar.DEFAULT_AGENT_IMAGE,
+    *,
     restore: RestoreRequest | None = None,
     bootstrap_blocked: str = "",
 ) -> tuple[Observed, str, frozenset[str]]:
@@ -83,9 +90,13 @@ async def observe_cluster(
     nodes = None
     if caches.nodes is not None:
         nodes = {str(n["metadata"]["name"]): n for n in caches.nodes.list(None)}
+    stalled = ec.status.stalled
+    voter_urls = [
+        endpoints[m.name] for m in members or () if m.name in endpoints and not m.is_learner
+    ]
     observed = Observed(
         cluster=ec.name,
-        spec=DesiredSpec.of(ec.spec),
+        spec=DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain, agent_image=agent_image)),
         pods=tuple(observe.member_pod(p, nodes) for p in pods),
         members=members,
         claims=claims,
@@ -96,8 +107,45 @@ async def observe_cluster(
         unconfirmed=unconfirmed,
         restore=restore.uid if restore is not None else "",
         bootstrap_blocked=bootstrap_blocked,
+        now=time.time(),
+        stalled=Stall(stalled.rollout, stalled.member, stalled.message) if stalled else None,
+        cluster_version=await cluster_version(voter_urls),
+        upgrade_backup=upgrade_backup_of(caches, ec),
     )
     return observed, cluster_id, dissenters
+
+
+def upgrade_backup_of(caches: Caches, ec: EtcdCluster) -> UpgradeBackup | None:
+    """The backup this cluster took before upgrading to spec.version, if it exists."""
+    if caches.backups is None:
+        return None
+    name = upgrade_backup_name(ec.name, ec.spec.version)
+    raw = caches.backups.get_by(ec.namespace, name)
+    refs = (raw or {}).get("metadata", {}).get("ownerReferences") or []
+    if raw is None or not any(r.get("uid") == ec.uid for r in refs):
+        return None  # a backup of an earlier cluster of this name is not this one's
+    status = raw.get("status") or {}
+    phase = str(status.get("phase") or "")
+    return UpgradeBackup(
+        name,
+        phase if phase in ("Succeeded", "Failed") else "",
+        str(status.get("message") or ""),
+    )
+
+
+async def cluster_version(urls: Sequence[str], per_call: float = 1.0) -> str:
+    """The cluster version etcd reports on /version ("3.6.0"), from the first voter that
+    answers; "" when none does. Not in the gRPC status, hence plain HTTP."""
+    async with httpx.AsyncClient(timeout=per_call) as http:
+        for url in urls:
+            try:
+                resp = await http.get(f"{url}/version")
+                version = str(resp.json().get("etcdcluster") or "")
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            if version and version != "not_decided":
+                return version
+    return ""
 
 
 async def _member_lists(

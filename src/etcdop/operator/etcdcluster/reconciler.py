@@ -36,8 +36,17 @@ from etcdop.operator.restorerequest import RestoreRequest, bootstrap_request, pe
 
 log = logging.getLogger(__name__)
 
-REQUEUE_BUSY = 1.0
-"""Seconds to the next look after a step: the next step usually follows at once."""
+REQUEUE_BUSY = 0.2
+"""Seconds to the next look after a step: the next step usually follows at once (the cache
+already shows our own write), and each second here was a second of every member replacement."""
+REQUEUE_SOON = 0.5
+"""After a wait that etcd or the kubelet ends within moments and that no API event announces
+(a learner catching up, a pod starting or terminating)."""
+SOON = frozenset({"LearnerCatchingUp", "PodStarting", "MemberStarting", "PodTerminating"})
+REQUEUE_REFUSED = 1.0
+"""After etcd refused a membership change: mostly its 5 s rule (the leader must have been
+connected to every voter for 5 s, so a new learner waits 5 s after the last one started);
+once a second keeps the StepRefused Events few and costs at most a second per member."""
 REQUEUE_WAITING = 3.0
 REQUEUE_RESYNC = 30.0
 """A settled cluster is still checked now and then: etcd members fail without any API event."""
@@ -59,6 +68,8 @@ class ClusterReconciler:
         self.caches = caches
         self.kube = kube
         self.etcd_timeout = etcd_timeout
+        self.domain = cluster_domain
+        self.agent_image = agent_image
         self.on_action = on_action
         self.on_observed = on_observed
         self.components = components.components(caches)
@@ -107,7 +118,15 @@ class ClusterReconciler:
             timeout=self.etcd_timeout,
         ) as etcd:
             observed, cluster_id, dissenters = await observe_cluster(
-                self.caches, ec, pods, endpoints, etcd, restore, blocked
+                self.caches,
+                ec,
+                pods,
+                endpoints,
+                etcd,
+                self.domain,
+                self.agent_image,
+                restore=restore,
+                bootstrap_blocked=blocked,
             )
             action = plan(observed)
             if self.on_observed:
@@ -145,6 +164,9 @@ class ClusterReconciler:
             self.on_action(ec, action)
         if isinstance(action, Done):
             return REQUEUE_RESYNC
-        if isinstance(action, Wait) or outcome is not None:
-            return REQUEUE_WAITING
+        if outcome is not None:
+            refused = outcome.startswith(("LearnerNotReady", "MembershipChangeRefused"))
+            return REQUEUE_REFUSED if refused else REQUEUE_WAITING
+        if isinstance(action, Wait):
+            return REQUEUE_SOON if action.reason in SOON else REQUEUE_WAITING
         return REQUEUE_BUSY
