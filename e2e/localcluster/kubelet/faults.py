@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -91,11 +92,15 @@ def netns_path(uid: str) -> str:
 
 
 def host_veth(uid: str) -> str:
-    """The host end of the pod's eth0 (its peer index, read inside the pod's netns)."""
+    """The host end of the pod's eth0 (its peer index, read inside the pod's netns with `ip`:
+    /sys/class/net shows the netns sysfs was mounted in, the host's, whatever nsenter says)."""
     path = netns_path(uid)
-    r = subprocess.run(["nsenter", f"--net={path}", "cat", "/sys/class/net/eth0/iflink"],
+    r = subprocess.run(["nsenter", f"--net={path}", "ip", "-o", "link", "show", "eth0"],
                        capture_output=True, text=True, check=True)
-    index = r.stdout.strip()
+    found = re.search(r"eth0@if(\d+)", r.stdout)
+    if found is None:
+        raise FaultError(f"pod uid {uid}: cannot read its eth0's peer from {r.stdout!r}")
+    index = found.group(1)
     for dev in Path("/sys/class/net").iterdir():
         try:
             if (dev / "ifindex").read_text().strip() == index:
