@@ -28,7 +28,9 @@ from e2e.localcluster.node.testing import (
     container_status,
     create,
     delete_namespace,
+    eventually,
     new_namespace,
+    pid_alive,
     wait_pod,
     wait_ready,
 )
@@ -236,3 +238,38 @@ async def test_fault_hooks_kill_a_container_and_cut_its_network(
                             "Ready again")
     # A cut network fails probes but restarts nothing (no liveness probe).
     assert container_status(healed, "etcd")["restartCount"] == 1
+
+
+async def node_ready(kube: Kube, name: str) -> str | None:
+    node = await kube.get(f"/api/v1/nodes/{name}")
+    return condition(node, "Ready") if node is not None else None
+
+
+async def test_stopped_node_loses_its_pods_and_goes_not_ready_then_boots_them_again(
+    kube: Kube, ns: str, local_node: LocalNode
+) -> None:
+    await create(kube, single_etcd_pod(ns))
+    p = await wait_ready(kube, ns, "solo", within=120)
+    node, uid = p["spec"]["nodeName"], p["metadata"]["uid"]
+    before = container_status(p, "etcd")["containerID"]
+    _, info = await asyncio.to_thread(real_faults.inspect_container, uid, "etcd")
+    pid = int(info["info"]["pid"])
+
+    await asyncio.to_thread(local_node.stop_node, node)
+    assert not pid_alive(pid)
+    # kube-controller-manager's grace period is 20 s (controlplane.py).
+    await eventually(lambda: _not_ready(kube, node), 90, f"Node {node} NotReady/Unknown")
+
+    await asyncio.to_thread(local_node.start_node, node)
+    assert await node_ready(kube, node) == "True"
+    again = await wait_pod(
+        kube, ns, "solo",
+        lambda p: condition(p, "Ready") == "True"
+        and container_status(p, "etcd")["containerID"] != before,
+        120, "Ready in a new container",
+    )
+    assert again["spec"]["nodeName"] == node
+
+
+async def _not_ready(kube: Kube, node: str) -> bool:
+    return await node_ready(kube, node) in ("False", "Unknown")
