@@ -105,7 +105,7 @@ class HostChanges:
             except OSError as e:
                 problems.append(f"sysctl {key}={old}: {e}")
         for name in data["cgroups"]:
-            for h in v1_hierarchies():
+            for h in v1_hierarchies(with_unified=True):
                 problems += remove_cgroup_tree(h / name)
         for ip in data["addresses"]:
             cidr = f"{ip}/{config.POD_CIDR.split('/')[1]}"
@@ -122,12 +122,14 @@ class HostChanges:
         return problems
 
 
-def v1_hierarchies() -> list[Path]:
-    """The mounted cgroup v1 controllers (cpu,cpuacct as one), not the empty cgroup2 mount."""
+def v1_hierarchies(with_unified: bool = False) -> list[Path]:
+    """The mounted cgroup v1 controllers; WITH_UNIFIED adds the hybrid cgroup2 mount, where
+    runc mirrors the pods' cgroups too (so `down` must remove them there as well)."""
+    kinds = ("cgroup", "cgroup2") if with_unified else ("cgroup",)
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         pre, _, post = line.partition(" - ")
-        if post.split()[0] == "cgroup":
+        if post.split()[0] in kinds:
             out.append(Path(pre.split()[4]))
     return sorted(set(out))
 
