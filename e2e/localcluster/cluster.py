@@ -160,6 +160,10 @@ class LocalCluster:
 
     def env_lines(self) -> list[str]:
         path = [bin_dir("kubectl"), bin_dir("etcdctl"), bin_dir("helm")]
+        if kubelet.enabled():  # crictl --runtime-endpoint unix:///run/etcdop/kn/<node>/...
+            from e2e.localcluster.kubelet.nodes import crictl_path
+
+            path.append(crictl_path().parent)
         return [
             f"export KUBECONFIG={self.control_plane.kubeconfig}",
             f"export PATH={':'.join(str(p) for p in path)}:$PATH",
