@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(BIN)/python -m e2e.localcluster
 
-.PHONY: dev infra lint test test-unit test-integration test-e2e cluster-up cluster-down demo demo-down clean
+.PHONY: dev infra lint test test-kubelet test-unit test-integration test-e2e cluster-up cluster-down demo demo-down clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-unit: dev
 ## test: everything CI runs: lint, unit, integration and e2e suites on the local cluster
 test: dev infra lint
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+
+## test-kubelet: the real node (upstream kubelets, containerd, runc) and its own tests; not in CI
+test-kubelet: dev infra
+	bash e2e/localcluster/build.sh node
+	ETCDOP_NODE=kubelet $(BIN)/pytest -q -p no:cacheprovider e2e/test_kubelet_node.py
 
 cluster-up: dev infra
 	$(LOCAL) up

@@ -17,7 +17,6 @@ from typing import Any
 import kr8s.asyncio
 import pytest
 
-from e2e.localcluster import kubelet
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.kubelet import faults as real_faults
 from e2e.localcluster.kubelet.images import PAUSE_IMAGE, etcd_image
@@ -38,7 +37,6 @@ from e2e.localcluster.node.testing import (
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.node,
-    pytest.mark.skipif(not kubelet.enabled(), reason="real nodes only: set ETCDOP_NODE=kubelet"),
 ]
 
 ETCD = etcd_image(ETCD_VERSIONS[0]).name
