@@ -43,11 +43,14 @@ cluster-up: dev infra
 cluster-down:
 	$(LOCAL) down
 
-## demo: the main job: local cluster up, an etcd cluster created and backed up
-demo: cluster-up
-	$(BIN)/python -m e2e.demo
+## demo: the main job: local cluster up, etcdop installed from the chart (operator Pods), a
+## 3-member etcd cluster created, keys written, a backup to S3 taken and verified
+demo: dev infra
+	$(BIN)/python -m e2e.demo up
 
-demo-down: cluster-down
+## demo-down: delete what the demo made (its namespaces, the release, the CRDs), then the cluster
+demo-down: dev
+	$(BIN)/python -m e2e.demo down
 
 clean: cluster-down
 	rm -rf $(VENV)
