@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(BIN)/python -m e2e.localcluster
 
-.PHONY: dev infra lint test test-kubelet test-unit test-integration test-e2e cluster-up cluster-down demo demo-down clean
+.PHONY: dev infra lint test test-kubelet test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,16 @@ demo: dev infra
 ## demo-down: delete what the demo made (its namespaces, the release, the CRDs), then the cluster
 demo-down: dev
 	$(BIN)/python -m e2e.demo down
+
+## image: build the image from the Dockerfile with no registry (a local base, host-built wheels),
+## run `etcdop --help`, `etcdop agent --help` and `etcdutl version` in it, print its size
+image: dev
+	PY=$(BIN)/python bash bench/image.sh
+
+## e2e-kind: where Docker and kind work: image, kind cluster, chart, a 3-member cluster Available.
+## Elsewhere (here) it stops with the reason and fails.
+e2e-kind:
+	bash e2e/kind.sh
 
 clean: cluster-down
 	rm -rf $(VENV)
