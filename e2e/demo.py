@@ -86,9 +86,12 @@ class Demo:
             waited = time.monotonic() - t0
             if state is None:
                 return
-            if state != last or waited - last_print >= 15:
+            if state != last:
                 print(f"    waiting for {what}: {state} ({waited:.0f}s so far)", flush=True)
                 last, last_print = state, waited
+            elif waited - last_print >= 30:
+                print(f"    still waiting for {what} ({waited:.0f}s so far)", flush=True)
+                last_print = waited
             if waited > within:
                 raise StepFailed(f"{what}: still {state} after {within:.0f}s")
             time.sleep(2)
@@ -180,8 +183,17 @@ def wait_for_machine_lock(demo: Demo) -> None:
 
 def cluster_up(demo: Demo) -> None:
     with demo.step(f"local cluster up (state in {demo.cluster.state_dir})"):
-        wait_for_machine_lock(demo)
-        demo.cluster.up()
+        deadline = time.monotonic() + CLUSTER_UP_WITHIN
+        while True:
+            wait_for_machine_lock(demo)
+            try:
+                demo.cluster.up()
+                break
+            except SystemExit as e:  # another session took the lock first, or a part failed
+                if "holds" not in str(e) or time.monotonic() > deadline:
+                    raise StepFailed(str(e)) from None
+            except Exception as e:
+                raise StepFailed(f"{type(e).__name__}: {e}") from None
         demo.tool("kubectl", "get", "nodes")
 
 
