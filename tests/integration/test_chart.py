@@ -170,18 +170,34 @@ _CALL = re.compile(
 _VERB = {"apply": "patch", "replace": "update"}
 
 
+def resource_constants() -> dict[str, Any]:
+    """Every module-level Resource constant of the package (PODS, ETCDCLUSTERS, ...) by name, so
+    a kind added anywhere is seen without editing this test."""
+    import importlib
+    import pkgutil
+
+    import etcdop
+    from etcdop.kube.client import Resource
+
+    found: dict[str, Any] = {}
+    for mod in pkgutil.walk_packages(etcdop.__path__, "etcdop."):
+        if mod.name.endswith("__main__"):  # runs the command line when imported
+            continue
+        module = importlib.import_module(mod.name)
+        for name, value in vars(module).items():
+            if isinstance(value, Resource) and name.isupper():
+                assert found.get(name, value) == value, f"two Resources named {name}"
+                found[name] = value
+    return found
+
+
 def used_permissions() -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) for every Kubernetes call in src/etcdop, read from the code:
     informers (a controller's primary, owns, watches, stores) list and watch; direct calls by
     client method; status and finalizer helpers; Components are created and applied."""
-    from etcdop.kube import client as kube_client
-    from etcdop.operator.etcdbackup.cache import ETCDBACKUPS
     from etcdop.operator.etcdcluster.acting import _RESOURCES
-    from etcdop.operator.etcdcluster.cache import ETCDCLUSTERS
 
-    res = {name: getattr(kube_client, name) for name in dir(kube_client)
-           if isinstance(getattr(kube_client, name), kube_client.Resource)}
-    res |= {"ETCDCLUSTERS": ETCDCLUSTERS, "ETCDBACKUPS": ETCDBACKUPS}
+    res = resource_constants()
     used: set[tuple[str, str, str]] = set()
 
     def add(name: str, verb: str, sub: str = "") -> None:
