@@ -56,6 +56,8 @@ DOCKERD=$!
 stop_dockerd() {
   kill "$DOCKERD" 2>/dev/null || true
   wait "$DOCKERD" 2>/dev/null || true
+  # dockerd leaves its handle on the host's network namespace mounted under its exec root
+  if mountpoint -q "$WORK/run/netns/default" 2>/dev/null; then umount "$WORK/run/netns/default"; fi
 }
 trap stop_dockerd EXIT
 for _ in $(seq 60); do
