@@ -233,3 +233,25 @@ async def test_helm_upgrade_of_the_release_leaves_running_clusters_untouched(
     assert ec["metadata"]["generation"] == ec["status"]["observedGeneration"]
     async with etcd_client(kube, "demo", ns) as etcd:
         assert (await etcd.get("/chart/key")) == b"kept"
+
+
+async def test_with_watch_namespace_a_role_there_is_enough(
+    release: Release, workload: dict[str, Any]
+) -> None:
+    kube, ns = release.kube, workload["ns"]
+    release.install("--set", f"watchNamespace={ns}")
+    ops = await release.wait_rolled_out()
+    (c,) = ops[0]["spec"]["containers"]
+    assert f"--namespace={ns}" in c["args"]
+    role = await kube.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{RELEASE}")
+    assert role is not None
+    cluster_role = await kube.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{RELEASE}")
+    assert cluster_role is not None
+    assert [r["resources"] for r in cluster_role["rules"]] == [["nodes"]]
+
+    await create_cluster(kube, etcd_cluster("solo", ns, 1))
+    await wait_cluster_ready(kube, "solo", ns, 1, READY_WITHIN)
+    await wait_cluster_ready(kube, "demo", ns, 3, 30)
+    logs = release.logs(await release.pods())
+    refused = [ln for ln in logs.splitlines() if f"system:serviceaccount:{release.ns}:" in ln]
+    assert not refused, refused
