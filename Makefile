@@ -53,7 +53,8 @@ demo-down: dev
 	$(BIN)/python -m e2e.demo down
 
 ## image: build the image from the Dockerfile with no registry (a local base, host-built wheels),
-## run `etcdop --help`, `etcdop agent --help` and `etcdutl version` in it, print its size
+## lint it (hadolint), run `etcdop --help`, `etcdop agent --help`, `etcdutl version` and the
+## operator (against a local control plane, read-only root) in it, print its size
 image: dev
 	PY=$(BIN)/python bash bench/image.sh
 
