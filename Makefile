@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(BIN)/python -m e2e.localcluster
 
-.PHONY: dev infra lint test test-unit test-integration test-e2e cluster-up cluster-down demo demo-down clean
+.PHONY: dev infra lint test test-kubelet test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-unit: dev
 test: dev infra lint
 	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
+## test-kubelet: the real node (upstream kubelets, containerd, runc) and its own tests; not in CI
+test-kubelet: dev infra
+	bash e2e/localcluster/build.sh node
+	ETCDOP_NODE=kubelet $(BIN)/pytest -q -p no:cacheprovider e2e/test_kubelet_node.py
+
 cluster-up: dev infra
 	$(LOCAL) up
 	@$(LOCAL) env
@@ -38,11 +43,25 @@ cluster-up: dev infra
 cluster-down:
 	$(LOCAL) down
 
-## demo: the main job: local cluster up, an etcd cluster created and backed up
-demo: cluster-up
-	$(BIN)/python -m e2e.demo
+## demo: the main job: local cluster up, etcdop installed from the chart (operator Pods), a
+## 3-member etcd cluster created, keys written, a backup to S3 taken and verified
+demo: dev infra
+	$(BIN)/python -m e2e.demo up
 
-demo-down: cluster-down
+## demo-down: delete what the demo made (its namespaces, the release, the CRDs), then the cluster
+demo-down: dev
+	$(BIN)/python -m e2e.demo down
+
+## image: build the image from the Dockerfile with no registry (a local base, host-built wheels),
+## lint it (hadolint), run `etcdop --help`, `etcdop agent --help`, `etcdutl version` and the
+## operator (against a local control plane, read-only root) in it, print its size
+image: dev
+	PY=$(BIN)/python bash bench/image.sh
+
+## e2e-kind: where Docker and kind work: image, kind cluster, chart, a 3-member cluster Available.
+## Elsewhere (here) it stops with the reason and fails.
+e2e-kind:
+	bash e2e/kind.sh
 
 clean: cluster-down
 	rm -rf $(VENV)

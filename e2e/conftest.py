@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 import kr8s.asyncio
 import pytest
 
+from e2e.localcluster import kubelet
 from e2e.localcluster.controlplane import ControlPlane
 from e2e.operator import (
     LIVE_OPERATORS,
@@ -27,6 +28,11 @@ from e2e.operator import (
     wait_lease_holder,
     wait_namespaces_gone,
 )
+
+# The real node's own tests run only on real nodes: `make test-kubelet` (a session of its own,
+# since the node kind is chosen per session). The default run does not collect them rather
+# than showing them skipped.
+collect_ignore = [] if kubelet.enabled() else ["test_kubelet_node.py"]
 
 NAMESPACES_GONE_WITHIN = 180.0  # pods get their grace period, then the namespace controller
 

@@ -383,7 +383,8 @@ async def test_an_upgrade_takes_a_backup_first_and_a_failed_backup_holds_it(env:
     await patch_spec(kube, "upg", ns, {"version": ETCD_VERSION})
     await patch_spec(kube, "upgbad", ns, {"version": ETCD_VERSION})
 
-    name = f"upg-before-{ETCD_VERSION.replace('.', '-')}"
+    generation = (await get_cluster(kube, "upg", ns))["metadata"]["generation"]
+    name = f"upg-before-{ETCD_VERSION.replace('.', '-')}-g{generation}"
     taken = await env.wait_backup(
         name, lambda st: st.get("phase") == "Succeeded", "the pre-upgrade backup succeeded"
     )

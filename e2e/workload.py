@@ -132,6 +132,11 @@ class MemberWatch:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _clients: dict[str, EtcdClient] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _reread: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reread_pods(self) -> None:
+        """Ask for the pod IPs now: a probe could not connect, maybe to a pod that is gone."""
+        self._reread.set()
 
     def client(self, endpoint: str) -> EtcdClient:
         """One client (one channel) per member endpoint, kept for the watch's life."""
@@ -200,9 +205,10 @@ class MemberWatch:
 
     async def _pods_loop(self) -> None:
         while not self._stop.is_set():
+            self._reread.clear()
             await self.read_pods()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), PODS_EVERY)
+                await asyncio.wait_for(_first_set(self._stop, self._reread), PODS_EVERY)
 
     async def _members_loop(self) -> None:
         while not self._stop.is_set():
@@ -336,16 +342,19 @@ class QuorumMonitor:
     async def _probe(self, rnd: Round, voter: str, endpoint: str) -> None:
         start = _now()
         ok, reason = False, ""
-        client = self.watch.client(endpoint)
         try:
             async with asyncio.timeout(PROBE_DEADLINE):
                 while True:
+                    # A member re-created in place has a new pod IP: each retry asks the
+                    # current one, so a stale address never counts the member down.
+                    endpoint = self.watch.endpoints.get(voter, endpoint)
                     try:
-                        await client.get(_HEALTH_KEY)
+                        await self.watch.client(endpoint).get(_HEALTH_KEY)
                         ok = True
                         break
                     except Unavailable as e:  # no leader yet, leader changed, connecting
                         reason = e.detail
+                        self.watch.reread_pods()
                     except EtcdError as e:
                         reason = e.detail
                         break
@@ -509,6 +518,16 @@ class QuorumMonitor:
 
 
 # ----------------------------------------------------------------------------------- writer
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    """Return when any of EVENTS is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def assert_quorum_kept(monitor: QuorumMonitor, details: str) -> None:

@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start (or keep) the control plane, S3 server and node agent")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--no-node", action="store_true", help="control plane and S3 only")
+    up.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
+                    help="ETCDOP_NODE=kubelet: wait this long for another session's node")
     sub.add_parser("down", help="stop everything `up` started and remove pod namespaces")
     sub.add_parser("status", help="say which parts are running")
     sub.add_parser("env", help="print export lines for KUBECONFIG and PATH")
+    sub.add_parser("usage", help="ETCDOP_NODE=kubelet: memory and CPU of containerd, kubelets")
     n = sub.add_parser("node", help="node faults: stop NAME, start NAME, restart-all")
     n.add_argument("action", choices=["stop", "start", "restart-all"])
     n.add_argument("name", nargs="?", default=None, help="the Node, e.g. local-1")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bin":
         print(bin_path(args.name, args.version))
     elif args.cmd == "up":
-        cluster.up(with_node=not args.no_node)
+        cluster.up(with_node=not args.no_node, lock_wait=args.wait_lock)
         print(f"# local cluster is up: API server {cluster.control_plane.server}", file=sys.stderr)
         print(f"export KUBECONFIG={cluster.control_plane.kubeconfig}")
     elif args.cmd == "down":
@@ -59,13 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             faults.start_node(args.name)
             print(f"# node {args.name} started", file=sys.stderr)
+    elif args.cmd == "usage":
+        import json
+
+        print(json.dumps(cluster.real_nodes().usage(), indent=1))
     elif args.cmd == "env":
         print("\n".join(cluster.env_lines()))
     elif args.cmd == "status":
         cp = "running" if cluster.control_plane.running() else "stopped"
         s3 = "running" if cluster.s3.running() else "stopped"
         node = "running" if cluster.procs.alive("node-agent") else "stopped"
-        print(f"control plane: {cp}\ns3: {s3}\nnode agent: {node}\nstate: {cluster.state_dir}")
+        kubelets = "running" if cluster.real_nodes().running() else "stopped"
+        print(f"control plane: {cp}\ns3: {s3}\nnode agent: {node}\nkubelets: {kubelets}\n"
+              f"state: {cluster.state_dir}")
     return 0
 
 

@@ -3,7 +3,9 @@
 #
 # Every binary lands in $ETCDOP_CACHE/bin/<name>-<version>/ and is rebuilt only when missing,
 # so a warm machine pays nothing and a fresh one pays the cold build once.
-# Usage: build.sh [all|k8s|etcd|helm|s3|coredns]...
+# Usage: build.sh [all|k8s|etcd|helm|s3|coredns|node]...
+# `node` (not part of `all` yet) builds the real node: kubelet, kube-proxy, containerd, runc,
+# the CNI plugins, crictl and a pause binary (ETCDOP_NODE=kubelet, issue 8).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,8 +35,8 @@ newmod() {
 
 build_k8s() {
   local v=$K8S_VERSION out=$BIN/kubernetes-$K8S_VERSION
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-  if have "$out" "${bins[@]}"; then log "kubernetes $v: cached"; return; fi
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl "$@")
+  if have "$out" "${bins[@]}"; then log "kubernetes $v (${bins[*]}): cached"; return; fi
   local t0=$SECONDS mod=$SRC/kubernetes-$v staging=v0.${v#v1.}
   log "kubernetes $v: building ${bins[*]} (cold: ~20-30 min on 2 cores)"
   newmod "$mod" etcdop.local/k8sbuild
@@ -55,9 +57,11 @@ build_k8s() {
    mkdir -p "$out"
    for b in "${bins[@]}"; do
      [ -x "$out/$b" ] && continue
+     local tb=$SECONDS
      log "  go build $b"
      go build -trimpath -ldflags "$ld" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b"
      mv "$out/$b.tmp" "$out/$b"
+     log "  $b: built in $((SECONDS - tb)) s"
    done)
   log "kubernetes $v: built in $((SECONDS - t0)) s"
 }
@@ -93,6 +97,48 @@ goinstall() {
   log "$name $v: built in $((SECONDS - t0)) s"
 }
 
+# goinstall_many DIR VERSION MODULE LDFLAGS CMD... : several main packages of one module into one
+# cache directory (containerd's daemon, ctr and shim; the CNI plugins).
+goinstall_many() {
+  local dir=$1 v=$2 mod=$3 ld=$4; shift 4
+  local out=$BIN/$dir-$v names=() pkgs=()
+  for c in "$@"; do names+=("${c##*/}"); pkgs+=("$mod/$c@$v"); done
+  if have "$out" "${names[@]}"; then log "$dir $v: cached"; return; fi
+  local t0=$SECONDS
+  log "$dir $v: go install ${names[*]}"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  (cd "$SRC" && GOFLAGS= GOBIN="$out.tmp" go install -trimpath -ldflags "$ld" "${pkgs[@]}")
+  rm -rf "$out"; mv "$out.tmp" "$out"
+  log "$dir $v: built in $((SECONDS - t0)) s"
+}
+
+# The pause binary of the pod sandbox image: registry.k8s.io's is C; a few lines of Go, built
+# static here, do the same job (sleep until a signal, reap adopted children).
+build_pause() {
+  local out=$BIN/pause-$PAUSE_VERSION
+  if have "$out" pause; then log "pause $PAUSE_VERSION: cached"; return; fi
+  local t0=$SECONDS mod=$SRC/pause-$PAUSE_VERSION
+  newmod "$mod" etcdop.local/pause
+  cp "$here/node/pause.go" "$mod/main.go"
+  mkdir -p "$out"
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/pause.tmp" . && mv "$out/pause.tmp" "$out/pause")
+  log "pause $PAUSE_VERSION: built in $((SECONDS - t0)) s"
+}
+
+build_node() {
+  build_k8s kubelet kube-proxy
+  goinstall_many containerd "$CONTAINERD_VERSION" github.com/containerd/containerd/v2 \
+    "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
+    cmd/containerd cmd/ctr cmd/containerd-shim-runc-v2
+  goinstall_many cni-plugins "$CNI_PLUGINS_VERSION" github.com/containernetworking/plugins "-s -w" \
+    plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
+  goinstall crictl "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+  build_pause
+  # runc needs cgo (libseccomp) as a Go module; Debian's runc is used instead (.ci/run installs it).
+  command -v runc >/dev/null || log "runc: not on PATH; install Debian's: apt-get install runc"
+}
+
 build_helm() {
   goinstall helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
     "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
@@ -111,7 +157,8 @@ for t in "${targets[@]}"; do
     helm) build_helm ;;
     s3) build_s3 ;;
     coredns) build_coredns ;;
-    *) echo "build.sh: unknown target '$t' (all|k8s|etcd|helm|s3|coredns)" >&2; exit 2 ;;
+    node) build_node ;;
+    *) echo "build.sh: unknown target '$t' (all|k8s|etcd|helm|s3|coredns|node)" >&2; exit 2 ;;
   esac
 done
 log "done in $((SECONDS - t_all)) s; binaries under $BIN"

@@ -7,8 +7,10 @@ import importlib.util
 import os
 from pathlib import Path
 
+from e2e.localcluster import kubelet
 from e2e.localcluster.binaries import bin_dir
 from e2e.localcluster.controlplane import ControlPlane
+from e2e.localcluster.kubelet.nodes import RealNodes
 from e2e.localcluster.procs import GaveUp, Procs, wait_for
 from e2e.localcluster.s3 import S3Server
 
@@ -34,9 +36,16 @@ class LocalCluster:
         self.procs = Procs(self.state_dir)
         self.nodes = nodes
 
-    def up(self, with_node: bool = True) -> None:
+    def real_nodes(self) -> RealNodes:
+        return RealNodes(self.state_dir, self.control_plane.kubeconfig, self.control_plane.pki_dir,
+                         self.nodes)
+
+    def up(self, with_node: bool = True, lock_wait: float = 0) -> None:
         self.control_plane.start()
         self.s3.start()
+        if with_node and kubelet.enabled():
+            self._up_real_nodes(lock_wait)
+            return
         if with_node and node_agent_available() and not self.procs.alive(NODE_AGENT):
             from e2e.localcluster.node.fixtures import MACHINE_LOCK
 
@@ -63,6 +72,45 @@ class LocalCluster:
             agent.wait_ready(self.procs, self.state_dir / "node", 120)
             self._wait_nodes_ready()
 
+    def _up_real_nodes(self, lock_wait: float) -> None:
+        """Real kubelets (ETCDOP_NODE=kubelet) under the machine lock, which a small process
+        keeps until `down`; waits LOCK_WAIT seconds for another session to release it."""
+        import sys
+        import time
+
+        from e2e.localcluster.node.fixtures import MACHINE_LOCK
+
+        real = self.real_nodes()
+        if real.running():
+            real.wait_ready(60)
+            return
+        MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + lock_wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"another local node (a test session?) holds {MACHINE_LOCK}; wait for "
+                            "it (up --wait-lock SECONDS) or run `python -m e2e.localcluster down` "
+                            "for the cluster that started it"
+                        ) from None
+                    time.sleep(2)
+            real.hold_lock(lock)
+            try:
+                timings = real.start()
+            except BaseException:
+                real.stop()
+                raise
+        finally:
+            os.close(lock)
+        print("# real nodes up; seconds since start: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), file=sys.stderr)
+
     def _wait_nodes_ready(self, timeout: float = 90) -> None:
         import json
         import subprocess
@@ -88,6 +136,10 @@ class LocalCluster:
         wait_for(ready, timeout, f"{self.nodes} Ready nodes")
 
     def down(self) -> None:
+        real = self.real_nodes()
+        if real.state.exists():
+            for problem in real.stop():
+                print(f"# down: could not undo {problem}")
         self.procs.stop(NODE_AGENT, grace=30)
         if node_agent_available():
             from e2e.localcluster.node import netns  # only the node agent creates namespaces
@@ -108,6 +160,10 @@ class LocalCluster:
 
     def env_lines(self) -> list[str]:
         path = [bin_dir("kubectl"), bin_dir("etcdctl"), bin_dir("helm")]
+        if kubelet.enabled():  # crictl --runtime-endpoint unix:///run/etcdop/kn/<node>/...
+            from e2e.localcluster.kubelet.nodes import crictl_path
+
+            path.append(crictl_path().parent)
         return [
             f"export KUBECONFIG={self.control_plane.kubeconfig}",
             f"export PATH={':'.join(str(p) for p in path)}:$PATH",

@@ -99,6 +99,9 @@ class ControlPlane:
                  f"kubernetes.default.svc.{config.CLUSTER_DOMAIN}"),
         )
         admin = ca.issue("admin", "admin", org="system:masters", client=True)
+        # The API server's client certificate towards kubelets (logs, exec, port-forward).
+        kubelet_client = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                  org="system:masters", client=True)
         kcm = ca.issue("controller-manager", "system:kube-controller-manager", client=True)
         sched = ca.issue("scheduler", "system:kube-scheduler", client=True)
         write_kubeconfig(self.kubeconfig, self.server, ca.cert_path, admin, "admin")
@@ -109,7 +112,7 @@ class ControlPlane:
 
         try:
             self._start_etcd(timeout)
-            self._start_apiserver(serving, sa, ca.cert_path, timeout)
+            self._start_apiserver(serving, sa, ca.cert_path, kubelet_client, timeout)
             self._start_controllers(kcm_kc, sched_kc, sa, ca.cert_path, timeout)
         except BaseException:
             self.stop()
@@ -127,7 +130,9 @@ class ControlPlane:
         ])
         self._wait_healthy("etcd", f"{client}/health", timeout, tls=False)
 
-    def _start_apiserver(self, serving: Pair, sa: Pair, ca: Path, timeout: float) -> None:
+    def _start_apiserver(
+        self, serving: Pair, sa: Pair, ca: Path, kubelet_client: Pair, timeout: float
+    ) -> None:
         assert self.ports is not None
         etcd = f"http://127.0.0.1:{self.ports.etcd_client}"
         self.procs.start("kube-apiserver", [
@@ -139,7 +144,12 @@ class ControlPlane:
             f"--cert-dir={self.pki_dir}",
             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={ca}",
-            "--authorization-mode=RBAC",
+            # Node: what real kubelets (ETCDOP_NODE=kubelet) may read and write, as on any cluster.
+            "--authorization-mode=Node,RBAC",
+            # Node names do not resolve here: reach kubelets by their InternalIP.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
             f"--service-account-issuer=https://kubernetes.default.svc.{config.CLUSTER_DOMAIN}",
             f"--service-account-key-file={sa.cert}",
             f"--service-account-signing-key-file={sa.key}",

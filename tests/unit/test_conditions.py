@@ -254,3 +254,15 @@ def test_a_stall_is_recorded_before_the_removal_and_kept_until_the_spec_changes(
     )
     cleared = status(rolled_back, Done(), previous=s)
     assert cleared.stalled is None and cond(cleared, "Degraded").reason != "UpgradeStalled"
+
+
+def test_a_lost_quorum_is_told_before_a_held_rollout() -> None:
+    o = observed(
+        [member(1, leader=True), member(2, healthy=False), member(3, healthy=False)],
+        [pod(1), pod(2), pod(3)],
+    )
+    held = Wait("UpgradeBackupFailed", "EtcdBackup demo-before-3-6-16-g2 failed")
+    d = cond(status(o, held), "Degraded")
+    assert (d.status, d.reason) == ("True", "QuorumLost"), d
+    healthy = observed([member(1, leader=True), member(2), member(3)], [pod(1), pod(2), pod(3)])
+    assert cond(status(healthy, held), "Degraded").reason == "UpgradeBackupFailed"

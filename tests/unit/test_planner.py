@@ -19,6 +19,7 @@ from etcdop.operator.planner import (
     Action,
     AddLearner,
     Bootstrap,
+    CancelDowngrade,
     Compact,
     CreatePod,
     Defragment,
@@ -651,3 +652,34 @@ def test_no_backup_when_only_the_pod_changes_or_when_switched_off() -> None:
     pod_only = replace(pod_only, pods=tuple(replace(p, pod_hash="old") for p in pod_only.pods))
     assert plan(pod_only) == AddLearner("demo-new", reason="Upgrade")
     assert plan(old_three()) == AddLearner("demo-new", reason="Upgrade")
+
+
+def test_no_backup_holds_a_rollback_or_the_healing_of_a_short_cluster() -> None:
+    # Mid-upgrade, spec.version set back: one member runs the newer version already.
+    back = old_three(running=OLD, version=OLD, backup_before_upgrade=True)
+    back = replace(back, pods=(replace(back.pods[0], version=V), *back.pods[1:]))
+    assert not isinstance(plan(back), TakeBackup)
+    # Short a voter: the replacement comes first, the backup does not hold it.
+    three = old_three(backup_before_upgrade=True)
+    short = replace(three, members=(voter(1, leader=True), voter(2)), pods=three.pods[:2])
+    assert plan(short) == AddLearner("demo-new", reason="ScaleUp")
+
+
+def test_a_downgrade_left_running_by_a_spec_set_back_up_is_cancelled() -> None:
+    going = replace(old_three(running=V), cluster_version="3.5.0")
+    going = replace(going, members=tuple(
+        replace(m, health=replace(m.health, downgrade_target="3.5.0")) for m in going.members or ()
+    ))
+    assert plan(going) == CancelDowngrade("3.5.0")
+    # Still wanted: no cancel (the members are restarted on their data instead).
+    wanted = replace(going, spec=replace(going.spec, version=OLD, strategy="InPlace",
+                                         uses_claims=True), claims=frozenset(NAMES3))
+    assert not isinstance(plan(wanted), CancelDowngrade)
+
+
+def test_an_in_place_downgrade_of_one_member_is_refused() -> None:
+    one = world([voter(1, leader=True)], [pod(1)], size=1, version=OLD, claims={"demo-1"})
+    one = replace(one, spec=replace(one.spec, strategy="InPlace"), cluster_version="3.6.0")
+    refused = plan(one)
+    assert isinstance(refused, Wait) and refused.reason == "VersionRefused", refused
+    assert "at least 3 members" in refused.message

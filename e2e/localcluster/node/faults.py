@@ -24,6 +24,13 @@ class FaultError(RuntimeError):
     """The fault could not be applied (no such container or mount); the message says which."""
 
 
+def _real_nodes() -> bool:
+    """Real kubelets run here (ETCDOP_NODE=kubelet): faults go through their runtime instead."""
+    from e2e.localcluster.kubelet.nodes import RUN_ROOT
+
+    return (RUN_ROOT / "cluster.json").exists()
+
+
 def kill_process(pid: int, sig: int = signal.SIGKILL) -> None:
     os.kill(pid, sig)
 
@@ -40,6 +47,10 @@ def _record(uid: str, container: str) -> dict[str, object]:
 
 def kill_container(uid: str, container: str, sig: int = signal.SIGKILL) -> int:
     """Send SIG (default SIGKILL) to the main process of CONTAINER in pod UID; returns its pid."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet import faults as real
+
+        return real.kill_container(uid, container, sig)
     rec = _record(uid, container)
     pid = int(str(rec["pid"]))
     try:
@@ -69,6 +80,10 @@ def wipe_directory(path: Path) -> None:
 
 def wipe_volume(uid: str, mount_path: str, container: str | None = None) -> Path:
     """Wipe the host directory mounted at MOUNT_PATH in pod UID (any container, or CONTAINER)."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet import faults as real
+
+        return real.wipe_volume(uid, mount_path, container)
     records = proc.container_records(uid)
     if container is not None:
         records = {container: _record(uid, container)}
@@ -84,10 +99,18 @@ def wipe_volume(uid: str, mount_path: str, container: str | None = None) -> Path
 
 
 def cut_pod_network(uid: str) -> None:
+    if _real_nodes():
+        from e2e.localcluster.kubelet import faults as real
+
+        return real.cut_pod_network(uid)
     netns.cut_pod_network(uid)
 
 
 def heal_pod_network(uid: str) -> None:
+    if _real_nodes():
+        from e2e.localcluster.kubelet import faults as real
+
+        return real.heal_pod_network(uid)
     netns.heal_pod_network(uid)
 
 
@@ -97,12 +120,20 @@ def _heartbeat_flag(node: str) -> Path:
 
 def stop_node_heartbeat(node: str) -> None:
     """Make the kubelet of NODE stop renewing its Lease and status (it checks the flag)."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet.nodes import RealNodes
+
+        return RealNodes.current().pause_kubelet(node, True)
     flag = _heartbeat_flag(node)
     flag.parent.mkdir(parents=True, exist_ok=True)
     flag.touch()
 
 
 def resume_node_heartbeat(node: str) -> None:
+    if _real_nodes():
+        from e2e.localcluster.kubelet.nodes import RealNodes
+
+        return RealNodes.current().pause_kubelet(node, False)
     _heartbeat_flag(node).unlink(missing_ok=True)
 
 
@@ -159,6 +190,11 @@ def stop_node(node: str, within: float = 60.0) -> None:
     SIGKILLed (no preStop, no grace) and their networks go, and nothing acts on its pods until
     `start_node`: pod statuses stay as they were, and a pod deleted meanwhile stays Terminating.
     Volumes (emptyDir included) stay. Returns once every process of its pods is dead."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet.nodes import RealNodes
+
+        real = RealNodes.current()
+        return real.stop_runtime(real.node(node))
     flag = _node_flag(node)
     flag.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
@@ -179,6 +215,11 @@ def start_node(node: str, within: float = 60.0) -> None:
     containers ran are not run again; others start over with restartCount + 1; pods deleted
     meanwhile finish their deletion). Returns once the agent acts on its pods again; the Node
     is Ready again with its next heartbeat."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet.nodes import RealNodes
+
+        real = RealNodes.current()
+        return real.start_runtime(real.node(node), within)
     _node_flag(node).unlink(missing_ok=True)
     _wait(lambda: not _node_ack(node).exists(), within, f"start node {node}")
 
@@ -188,6 +229,10 @@ def restart_all_nodes(
 ) -> None:
     """Restart every node at once (see `agent.restart_all_nodes`): the control plane keeps
     running; every pod process dies and the agent boots again with the same command line."""
+    if _real_nodes():
+        from e2e.localcluster.kubelet.nodes import RealNodes
+
+        return RealNodes.current().restart_all(within, while_down)
     from e2e.localcluster.node import agent
 
     agent.restart_all_nodes(Path(cluster_state_dir), within, while_down)

@@ -138,6 +138,14 @@ async def wait_nodes_ready(
 async def local_node(
     control_plane: ControlPlane, kube_api: kr8s.asyncio.Api
 ) -> AsyncIterator[LocalNode]:
+    from e2e.localcluster import kubelet as real_node
+
+    if real_node.enabled():  # ETCDOP_NODE=kubelet: upstream kubelets instead of the imitation
+        from e2e.localcluster.kubelet.fixtures import real_local_node
+
+        async for real in real_local_node(control_plane):
+            yield real
+        return
     state_dir = control_plane.state_dir / "node"
     procs = Procs(control_plane.state_dir)
     handle = LocalNode(state_dir, nodes.node_names(3), procs)

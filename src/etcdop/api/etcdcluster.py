@@ -361,7 +361,7 @@ class EtcdClusterSpec(HasRules):
     )
     version: str = prop(
         "etcd version, a full release such as 3.6.16 (3.5 or newer). Changing it replaces the "
-        "members one at a time (a new member is added before an old one is removed).",
+        "members one at a time (by spec.upgrade.strategy, the leader last).",
         max_length=64,
         rules=(VERSION_FORMAT_RULE, VERSION_SUPPORTED_RULE, *VERSION_TRANSITION_RULES),
     )

@@ -198,6 +198,23 @@ class EtcdClient:
                     raise
         log.info("etcd downgrade enabled: version=%s via=%s", version, endpoint)
 
+    async def cancel_downgrade(self) -> None:
+        """End a downgrade in progress: the cluster version goes back up to what every member
+        runs. One that has already ended is not an error."""
+        endpoint, _ = await self._leader()
+        try:
+            await self._on(
+                endpoint,
+                "downgrade cancel",
+                lambda c: c.maintenance.downgrade(
+                    DowngradeAction.CANCEL, "", timeout=self._change_timeout, max_attempts=_ONCE
+                ),
+            )
+        except RequestFailed as e:
+            if "no inflight downgrade job" not in e.detail:
+                raise
+        log.info("etcd downgrade cancelled: via=%s", endpoint)
+
     # space ---------------------------------------------------------------------------------------
 
     async def compact(self, revision: int) -> None:

@@ -101,6 +101,8 @@ class Status:
     errors: tuple[str, ...]
     revision: int = 0
     """The store's current revision as this member has applied it."""
+    downgrade_target: str = ""
+    """The version a downgrade in progress goes to ("" when none; etcd 3.6+)."""
 
     @property
     def is_leader(self) -> bool:
@@ -123,6 +125,11 @@ class Status:
             is_learner=bool(s.isLearner),
             errors=tuple(str(e) for e in s.errors),
             revision=int(s.header.revision),
+            downgrade_target=(
+                str(s.downgradeInfo.targetVersion)
+                if s.HasField("downgradeInfo") and s.downgradeInfo.enabled
+                else ""
+            ),
         )
 
 

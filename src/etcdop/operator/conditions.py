@@ -248,15 +248,14 @@ def _progressing_step(action: Action, refused: str | None) -> Condition:
 
 
 def _degraded(o: Observed, action: Action, stalled: UpgradeStall | None) -> Condition:
+    members = _degraded_members(o)
+    if members.reason in ("QuorumLost", "EtcdUnreachable"):
+        return members  # the worst news first: a held rollout matters less than the quorum
     if stalled is not None:
         return _cond(DEGRADED, True, "UpgradeStalled", stalled.message)
-    if isinstance(action, Wait) and action.reason in (
-        "UpgradeStalled",
-        "VersionRefused",
-        "UpgradeBackupFailed",
-    ):
+    if isinstance(action, Wait) and action.reason in HOLD_REASONS:
         return _cond(DEGRADED, True, action.reason, action.message)
-    return _degraded_members(o)
+    return members
 
 
 def _degraded_members(o: Observed) -> Condition:

@@ -12,7 +12,6 @@ import socket
 import warnings
 
 import kr8s.asyncio
-from prometheus_client import start_http_server
 
 from etcdop import logs
 from etcdop.api import GROUP
@@ -24,6 +23,7 @@ from etcdop.kube.manager import Controller, Manager
 from etcdop.operator import (
     autorestore,
     backupschedule,
+    endpoint,
     etcdbackup,
     etcdcluster,
     etcdrestore,
@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=int,
         default=8080,
-        help="port of the Prometheus /metrics endpoint (0 disables it)",
+        help="port of the HTTP endpoint: /metrics (Prometheus), /healthz and /readyz (probes); "
+        "0 disables it",
     )
     p.add_argument("--metrics-address", default="0.0.0.0")
     p.add_argument(
@@ -114,8 +115,9 @@ async def run(args: argparse.Namespace) -> int:
     manager = Manager(client, namespace=args.namespace, cache_sync_timeout=args.cache_sync_timeout)
     for c in controllers(manager, client, args, identity):
         manager.register(c)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.metrics_address)
+    runner = (
+        await endpoint.serve(args.metrics_address, args.metrics_port) if args.metrics_port else None
+    )
     elector = LeaderElector(
         client,
         args.lease_name,
@@ -143,6 +145,9 @@ async def run(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("the reconcile loop failed; exiting so that another replica takes over")
         return 1
+    finally:
+        if runner is not None:
+            await runner.cleanup()
     return 0
 
 

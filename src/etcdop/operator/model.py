@@ -101,6 +101,8 @@ class MemberHealth:
     storage_version: str = ""
     """The version of the member's data format ("3.6.0"; "" before etcd 3.6): after a downgrade
     is enabled etcd lowers it, and members of the older minor may join only then."""
+    downgrade_target: str = ""
+    """The version of a downgrade in progress, as this member reports it ("" when none)."""
 
 
 UNREACHABLE = MemberHealth()
@@ -222,9 +224,9 @@ class Observed:
     """Seconds since the epoch when observed: the health gate compares pod ages with it."""
     stalled: Stall | None = None
     cluster_version: str = ""
-    upgrade_backup: UpgradeBackup | None = None
-    """The pre-upgrade backup for spec.version, None while none exists."""
     """The cluster version etcd reports ("3.6.0"); "" when no member said."""
+    upgrade_backup: UpgradeBackup | None = None
+    """The backup taken before this upgrade to spec.version, None while none exists."""
 
     def pod(self, name: str) -> MemberPod | None:
         return next((p for p in self.pods if p.name == name), None)

@@ -204,6 +204,7 @@ def member_health(status: Status | None, health: Health | None) -> MemberHealth:
         db_size_in_use=status.db_size_in_use,
         nospace=nospace,
         storage_version=status.storage_version,
+        downgrade_target=status.downgrade_target,
     )
 
 

@@ -195,6 +195,14 @@ class EnableDowngrade:
 
 
 @dataclass(frozen=True)
+class CancelDowngrade:
+    """End etcd's downgrade to VERSION: the spec went back up before any member went down."""
+
+    version: str
+    reason: str = "DowngradeCancelled"
+
+
+@dataclass(frozen=True)
 class TakeBackup:
     """Create the EtcdBackup of the cluster as it is, before members of VERSION replace it."""
 
@@ -231,6 +239,7 @@ Action = (
     | StopTraffic
     | StartTraffic
     | EnableDowngrade
+    | CancelDowngrade
     | TakeBackup
     | Wait
     | Done
@@ -275,6 +284,8 @@ def describe(action: Action) -> str:
             return f"put member {', '.join(ms)} in the client Service"
         case EnableDowngrade(version=v):
             return f"enable etcd's downgrade of the cluster version to {v}"
+        case CancelDowngrade(version=v):
+            return f"cancel etcd's downgrade to {v}: spec.version no longer asks for it"
         case TakeBackup(version=v):
             return f"take a backup of the cluster before upgrading to {v}"
         case Wait(message=msg):
@@ -463,6 +474,9 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
         if v.id in lost:
             return _remove_voter(o, v, lost[v.id])
 
+    cancel = downgrade_to_cancel(o)
+    if cancel is not None:
+        return cancel
     outdated = [v for v in voters if o.outdated(v)]
     if outdated:
         refused = version_refusal(o, leader)
@@ -481,8 +495,7 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
         stall = o.stall
         if stall is not None:
             return Wait("UpgradeStalled", stall.message)
-        spare = len(voters) > quorum(len(voters))
-        if o.spec.strategy == "InPlace" and o.spec.uses_claims and spare:
+        if _restarts_in_place(o):
             return _in_place(o, leader, outdated, pods)
         # InPlace on one or two members would stop the quorum: those surge instead.
     if len(voters) < o.spec.size or outdated:
@@ -718,7 +731,7 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
             f"member ran it), and etcd before 3.6 has no downgrade API to go back; restore a "
             f"backup taken before the upgrade into a new cluster, or set spec.version back",
         )
-    if o.spec.strategy != "InPlace":
+    if not _restarts_in_place(o):
         # Measured on 3.5.35: while a downgrade is enabled a member of the older minor refuses to
         # join as a new member ("incompatible with current running cluster"), so only members
         # restarted on their own data can go back.
@@ -727,8 +740,9 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
             f"spec.version {target}: going back from {speaks.major}.{speaks.minor} to "
             f"{want.major}.{want.minor} needs each member restarted on its own data (etcd "
             f"{want.major}.{want.minor} does not join a downgrading cluster as a new member); "
-            f"use spec.upgrade.strategy InPlace with persistentVolumeClaim storage, set "
-            f"spec.version back, or restore a backup taken before the upgrade into a new cluster",
+            f"use spec.upgrade.strategy InPlace with persistentVolumeClaim storage and at least "
+            f"3 members, set spec.version back, or restore a backup taken before the upgrade "
+            f"into a new cluster",
         )
     sick = unhealthy_member(o, o.voters)
     if sick is not None:
@@ -736,13 +750,41 @@ def version_refusal(o: Observed, leader: Member) -> Action | None:
     return EnableDowngrade(f"{want.major}.{want.minor}")
 
 
-def backup_first(o: Observed, outdated: list[Member]) -> Action | None:
-    """Before the first member of a new version: a backup of the cluster as it is, once per
-    target version (the backup is named for it), and a failed one holds the upgrade."""
-    if not o.spec.backup_before_upgrade:
+def _restarts_in_place(o: Observed) -> bool:
+    """Members are re-created on their claims, one at a time: InPlace, and a member may stop
+    without stopping the quorum (with one or two members, InPlace surges instead)."""
+    n = len(o.voters)
+    return o.spec.strategy == "InPlace" and o.spec.uses_claims and n > quorum(n)
+
+
+def downgrade_to_cancel(o: Observed) -> CancelDowngrade | None:
+    """A downgrade etcd still runs while spec.version is back at a newer minor (set back before
+    the downgrade finished): cancelled, or etcd would keep the cluster at the lower version."""
+    target = next((v.health.downgrade_target for v in o.voters if v.health.downgrade_target), "")
+    if not target:
         return None
-    if all(o.member_version(v) == o.spec.version for v in outdated):
-        return None  # only the pod changed, not etcd: nothing to go back to
+    try:
+        down, want = parse_version(target), parse_version(o.spec.version)
+    except ValueError:
+        return None
+    if (want.major, want.minor) > (down.major, down.minor):
+        return CancelDowngrade(target)
+    return None
+
+
+def backup_first(o: Observed, outdated: list[Member]) -> Action | None:
+    """Before the first member of a newer version: a backup of the cluster as it is, and a
+    failed one holds the upgrade. Never for a rollback or a downgrade (the way back does not
+    wait on the backup storage), nor while the cluster is short a voter (healing first)."""
+    if not o.spec.backup_before_upgrade or len(o.voters) < o.spec.size:
+        return None
+    try:
+        want = parse_version(o.spec.version)
+        running = [parse_version(v) for m in o.members or () if (v := o.member_version(m))]
+    except ValueError:
+        return None
+    if not running or max(running) >= want:
+        return None  # a member runs it already (begun, or going back), or nothing to compare
     b = o.upgrade_backup
     if b is None:
         return TakeBackup(o.spec.version)

@@ -52,17 +52,20 @@ def cluster_backup(
     }
 
 
-def upgrade_backup_name(cluster: str, version: str) -> str:
-    """The backup taken before upgrading CLUSTER to VERSION: one per target version."""
-    return f"{cluster}-before-{version.replace('.', '-').replace('+', '-').lower()}"[:253]
+def upgrade_backup_name(ec: EtcdCluster) -> str:
+    """The backup taken before upgrading EC to its spec.version, named for that version and the
+    spec's generation: a later upgrade to the same version (after going back) takes a new one."""
+    version = ec.spec.version.replace(".", "-").replace("+", "-").lower()
+    return f"{ec.name}-before-{version}-g{ec.generation}"[:253]
 
 
-def upgrade_backup(ec: EtcdCluster, backup: ClusterBackup, version: str) -> Obj:
+def upgrade_backup(ec: EtcdCluster, backup: ClusterBackup) -> Obj:
     """Kept with its objects when the cluster goes (the way back from an upgrade)."""
+    version = ec.spec.version
     return cluster_backup(
         ec,
         backup,
-        upgrade_backup_name(ec.name, version),
+        upgrade_backup_name(ec),
         labels={LABEL_BEFORE_UPGRADE: version.replace("+", "_")},
         deletion_policy="Retain",
     )

@@ -30,6 +30,7 @@ from etcdop.operator.planner import (
     Action,
     AddLearner,
     Bootstrap,
+    CancelDowngrade,
     Compact,
     CreatePod,
     Defragment,
@@ -162,8 +163,10 @@ class Actor:
                     await self._serve(ec, ms, True)
                 case EnableDowngrade(version=v):
                     await etcd.enable_downgrade(v)
-                case TakeBackup(version=v):
-                    await self._take_backup(ec, v)
+                case TakeBackup():
+                    await self._take_backup(ec)
+                case CancelDowngrade():
+                    await etcd.cancel_downgrade()
                 case Wait() | Done() | FinishRestore():
                     pass
         except LearnerNotReady as e:
@@ -225,15 +228,15 @@ class Actor:
         await self._create(pod)
         await _until(lambda: self.caches.pods.get_by(ec.namespace, member) is not None, CACHE_WAIT)
 
-    async def _take_backup(self, ec: EtcdCluster, version: str) -> None:
+    async def _take_backup(self, ec: EtcdCluster) -> None:
         """Create the pre-upgrade EtcdBackup (the backup controller takes it) and wait for the
         cache to show it, so the next plan waits on it rather than making it again."""
         backups = self.caches.backups
         if ec.spec.backup is None or backups is None:
             return
         with contextlib.suppress(ConflictError):
-            await self.kube.create(ETCDBACKUPS, upgrade_backup(ec, ec.spec.backup, version))
-        name = upgrade_backup_name(ec.name, version)
+            await self.kube.create(ETCDBACKUPS, upgrade_backup(ec, ec.spec.backup))
+        name = upgrade_backup_name(ec)
         await _until(lambda: backups.get_by(ec.namespace, name) is not None, CACHE_WAIT)
 
     async def _create(self, obj: Mapping[str, Any]) -> None:

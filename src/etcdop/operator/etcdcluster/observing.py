@@ -96,7 +96,13 @@ async def observe_cluster(
     ]
     observed = Observed(
         cluster=ec.name,
-        spec=DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain, agent_image=agent_image)),
+        spec=replace(
+            DesiredSpec.of(ec.spec, manifests.pod_hash(ec, domain, agent_image=agent_image)),
+            # without a backup cache nothing could see the backup: none is asked for
+            backup_before_upgrade=ec.spec.backup is not None
+            and ec.spec.upgrade.backup_before_upgrade
+            and caches.backups is not None,
+        ),
         pods=tuple(observe.member_pod(p, nodes) for p in pods),
         members=members,
         claims=claims,
@@ -119,18 +125,22 @@ def upgrade_backup_of(caches: Caches, ec: EtcdCluster) -> UpgradeBackup | None:
     """The backup this cluster took before upgrading to spec.version, if it exists."""
     if caches.backups is None:
         return None
-    name = upgrade_backup_name(ec.name, ec.spec.version)
+    name = upgrade_backup_name(ec)
     raw = caches.backups.get_by(ec.namespace, name)
     refs = (raw or {}).get("metadata", {}).get("ownerReferences") or []
     if raw is None or not any(r.get("uid") == ec.uid for r in refs):
         return None  # a backup of an earlier cluster of this name is not this one's
     status = raw.get("status") or {}
     phase = str(status.get("phase") or "")
-    return UpgradeBackup(
-        name,
-        phase if phase in ("Succeeded", "Failed") else "",
-        str(status.get("message") or ""),
-    )
+    message = str(status.get("message") or "")
+    if phase == "Succeeded" and (raw.get("spec") or {}).get("verify"):
+        # With verify set, a backup counts once its restore drill passed.
+        verified = status.get("verified")
+        if verified is None:
+            phase = ""
+        elif verified is False:
+            phase = "Failed"
+    return UpgradeBackup(name, phase if phase in ("Succeeded", "Failed") else "", message)
 
 
 async def cluster_version(urls: Sequence[str], per_call: float = 1.0) -> str:

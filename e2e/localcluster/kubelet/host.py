@@ -1,0 +1,151 @@
+"""What the real nodes change on the host, recorded so that `down` undoes exactly that: kernel
+settings the kubelet insists on, cgroup roots, node addresses on the pod bridge, the host paths
+the kubelet writes whatever its --root-dir says.
+
+The record lives in one JSON file under the cluster's state; each change is written there before
+it is made, so a crash between the two still gets undone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from e2e.localcluster import config
+
+# The kubelet's setupKernelTunables (pkg/kubelet/cm/container_manager_linux.go, v1.36): with
+# protectKernelDefaults it refuses to start unless these hold, without it writes them itself
+# and never restores them. We set them (and restore them on `down`) so the kubelet never writes.
+KUBELET_SYSCTLS = {
+    "vm/overcommit_memory": 1,
+    "vm/panic_on_oom": 0,
+    "kernel/panic": 10,
+    "kernel/panic_on_oops": 1,
+    "kernel/keys/root_maxkeys": 1000000,
+    "kernel/keys/root_maxbytes": 25000000,
+}
+CGROUP_V1 = Path("/sys/fs/cgroup")
+# The device manager's registration socket is fixed in the kubelet (pluginapi.KubeletSocket).
+DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
+
+
+class HostChanges:
+    """The undo log of one cluster's real nodes (STATE/host-changes.json)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "host-changes.json"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text())
+            return data
+        except FileNotFoundError:
+            return {"sysctls": {}, "cgroups": [], "addresses": [], "paths": []}
+
+    def _save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    # -- apply ------------------------------------------------------------------------------------
+
+    def set_kernel_settings(self) -> None:
+        data = self._load()
+        for key, want in KUBELET_SYSCTLS.items():
+            f = Path("/proc/sys") / key
+            old = int(f.read_text().split()[0])
+            if old == want:
+                continue
+            data["sysctls"].setdefault(key, old)  # the first value seen is the host's own
+            self._save(data)
+            f.write_text(f"{want}\n")
+
+    def make_cgroup_root(self, name: str) -> None:
+        """/NAME in every v1 hierarchy: the kubelet's cgroupRoot must exist beforehand."""
+        data = self._load()
+        if name not in data["cgroups"]:
+            data["cgroups"].append(name)
+            self._save(data)
+        for h in v1_hierarchies():
+            (h / name).mkdir(exist_ok=True)
+
+    def add_address(self, ip: str) -> None:
+        """IP as a secondary address on the pod bridge: one InternalIP per node."""
+        data = self._load()
+        if ip not in data["addresses"]:
+            data["addresses"].append(ip)
+            self._save(data)
+        cidr = f"{ip}/{config.POD_CIDR.split('/')[1]}"
+        shown = _ip("-o", "addr", "show", "dev", config.BRIDGE_NAME).stdout
+        if f" {cidr} " not in shown:
+            _ip("addr", "add", cidr, "dev", config.BRIDGE_NAME, check=True)
+
+    def note_path(self, path: Path) -> None:
+        """A host path we create (only when absent now), removed on undo when empty."""
+        data = self._load()
+        if str(path) in data["paths"] or path.exists():
+            return
+        data["paths"].append(str(path))
+        self._save(data)
+
+    # -- undo -------------------------------------------------------------------------------------
+
+    def undo(self) -> list[str]:
+        """Put back everything recorded; returns what could not be undone (to report)."""
+        data = self._load()
+        problems: list[str] = []
+        for key, old in data["sysctls"].items():
+            try:
+                (Path("/proc/sys") / key).write_text(f"{old}\n")
+            except OSError as e:
+                problems.append(f"sysctl {key}={old}: {e}")
+        for name in data["cgroups"]:
+            for h in v1_hierarchies(with_unified=True):
+                problems += remove_cgroup_tree(h / name)
+        for ip in data["addresses"]:
+            cidr = f"{ip}/{config.POD_CIDR.split('/')[1]}"
+            _ip("addr", "del", cidr, "dev", config.BRIDGE_NAME)
+        for p in sorted(data["paths"], key=len, reverse=True):
+            path = Path(p)
+            if path.is_dir():
+                for child in path.iterdir():
+                    if child.is_socket() or child.name.startswith("kubelet_internal_checkpoint"):
+                        child.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+        self.path.unlink(missing_ok=True)
+        return problems
+
+
+def v1_hierarchies(with_unified: bool = False) -> list[Path]:
+    """The mounted cgroup v1 controllers; WITH_UNIFIED adds the hybrid cgroup2 mount, where
+    runc mirrors the pods' cgroups too (so `down` must remove them there as well)."""
+    kinds = ("cgroup", "cgroup2") if with_unified else ("cgroup",)
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        pre, _, post = line.partition(" - ")
+        if post.split()[0] in kinds:
+            out.append(Path(pre.split()[4]))
+    return sorted(set(out))
+
+
+def remove_cgroup_tree(root: Path) -> list[str]:
+    """rmdir ROOT bottom-up (cgroups are removed with rmdir once empty of tasks)."""
+    if not root.is_dir():
+        return []
+    problems = []
+    for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError as e:
+            problems.append(f"cgroup {dirpath}: {e.strerror}")
+    return problems
+
+
+def _ip(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
