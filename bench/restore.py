@@ -40,13 +40,14 @@ from e2e.operator import (
     GROUP_VERSION,
     KubeClient,
     Operators,
+    checkout_image,
     etcd_cluster,
     install_crd,
     member_endpoints,
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, checkout_image, secret
+from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, secret
 from etcdop.etcd import EtcdClient
 
 MIB = 1024 * 1024

@@ -28,6 +28,7 @@ from typing import Any
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.cluster import LocalCluster
+from e2e.operator import checkout_image
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "etcdop"
@@ -138,25 +139,6 @@ class Demo:
             aws_secret_access_key=ep.secret_key, region_name=ep.region,
             config=Config(s3={"addressing_style": "path"}),
         )
-
-
-def checkout_image(directory: Path) -> Path:
-    """A directory playing the etcdop image with THIS checkout's code (pods do not inherit our
-    PYTHONPATH; the node's built-in etcdop image is the installed package), with etcd's tools
-    beside it, as the Dockerfile's image has them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "etcdop"
-    script.write_text(
-        f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(REPO / 'src'))} exec "
-        f"{shlex.quote(sys.executable)} -c "
-        '"import sys; from etcdop.cli import main; sys.exit(main())" "$@"\n'
-    )
-    script.chmod(0o755)
-    for tool in ("etcd", "etcdutl", "etcdctl"):
-        link = directory / tool
-        if not link.is_symlink():
-            link.symlink_to(bin_path(tool))
-    return directory
 
 
 def wait_for_machine_lock(demo: Demo) -> None:

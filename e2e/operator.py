@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import httpx
 import kr8s.asyncio
 import yaml
 
-from e2e.localcluster.binaries import ETCD_VERSIONS
+from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.node.kubeapi import call_api_args
 from e2e.localcluster.procs import free_port
 from etcdop.etcd import EtcdClient, EtcdError, Member
@@ -730,3 +731,22 @@ async def wait_lease_holder(kube: KubeClient, ns: str, identity: str, within: fl
 
     await eventually(held, within, f"the Lease in {ns} to name {identity!r}")
     return (await leases(kube, ns))[0]
+
+
+def checkout_image(directory: Path) -> Path:
+    """A directory playing an etcdop image that runs THIS checkout's code (the pods' processes do
+    not inherit the tests' PYTHONPATH, so the built-in etcdop image runs the installed package),
+    with etcd's tools beside it, as the Dockerfile's image has them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
+    script = directory / "etcdop"
+    script.write_text(
+        f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} "
+        '-c "import sys; from etcdop.cli import main; sys.exit(main())" "$@"\n'
+    )
+    script.chmod(0o755)
+    for tool in ("etcd", "etcdutl", "etcdctl"):
+        link = directory / tool
+        if not link.is_symlink():
+            link.symlink_to(bin_path(tool, f"v{ETCD_VERSION}"))
+    return directory

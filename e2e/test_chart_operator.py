@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.demo import checkout_image
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.controlplane import ControlPlane
 from e2e.localcluster.node.fixtures import LocalNode
@@ -26,6 +25,7 @@ from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     GROUP_VERSION,
     KubeClient,
+    checkout_image,
     create_cluster,
     delete_namespace,
     etcd_client,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,6 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
@@ -30,6 +27,7 @@ from e2e.operator import (
     KubeClient,
     OperatorProcess,
     Operators,
+    checkout_image,
     condition,
     create_cluster,
     delete_namespace,
@@ -106,25 +104,6 @@ class Env:
 
 
 AGENT_IMAGE = "etcdop-checkout:e2e"
-
-
-def checkout_image(directory: Path) -> Path:
-    """A directory playing an etcdop image that runs THIS checkout's code (the pods' processes do
-    not inherit the tests' PYTHONPATH, so the built-in etcdop image runs the installed package),
-    with etcd's tools beside it, as the Dockerfile's image has them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
-    script = directory / "etcdop"
-    script.write_text(
-        f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} "
-        '-c "import sys; from etcdop.cli import main; sys.exit(main())" "$@"\n'
-    )
-    script.chmod(0o755)
-    for tool in ("etcd", "etcdutl", "etcdctl"):
-        link = directory / tool
-        if not link.exists():
-            link.symlink_to(bin_path(tool, f"v{ETCD_VERSION}"))
-    return directory
 
 
 @pytest.fixture(scope="module")

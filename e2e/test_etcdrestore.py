@@ -32,6 +32,7 @@ from e2e.operator import (
     KubeClient,
     OperatorProcess,
     Operators,
+    checkout_image,
     clusters_path,
     condition,
     create_cluster,
@@ -45,7 +46,7 @@ from e2e.operator import (
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, checkout_image, secret
+from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, secret
 from etcdop.operator.restorerequest import ANN_RESTORE, LABEL_RESTORE
 from tests.waiting import eventually
 
