@@ -130,6 +130,8 @@ def test_healing_and_upgrading_phases() -> None:
     s = status(old)
     assert s.phase == "Upgrading"
     assert s.current_version == "3.5.35", "the cluster runs at its lowest member's version"
+    held = Wait("UpgradeBackupFailed", "EtcdBackup demo-before-3-6-16-g2 failed")
+    assert phase(old, held, previous="Upgrading") == "Degraded", "held, not upgrading"
 
 
 def test_paused_is_shown() -> None:

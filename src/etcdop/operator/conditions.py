@@ -125,6 +125,8 @@ def phase(o: Observed, action: Action, previous: str) -> str:
         return "Degraded"
     if isinstance(action, RemoveMember | CreatePod | DeletePod) and action.reason in HEAL_REASONS:
         return "Healing"
+    if isinstance(action, Wait) and action.reason in HOLD_REASONS:
+        return "Degraded"  # a held rollout waits for a person: not "Upgrading"
     if any(o.member_version(m) and o.outdated(m) for m in o.members):
         return "Upgrading"
     if len(voters) != o.spec.size or o.learners:
