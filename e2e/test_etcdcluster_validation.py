@@ -110,7 +110,9 @@ async def test_in_place_with_empty_dir_is_rejected_and_defaults_are_surge(
     await etcdcluster_crd.delete(path)
     created = await etcdcluster_crd.create(clusters_path(ns), etcd_cluster(name, ns, size=None))
     try:
-        assert created["spec"]["upgrade"] == {"strategy": "Surge", "memberReadyTimeout": "5m"}
+        assert created["spec"]["upgrade"] == {
+            "strategy": "Surge", "memberReadyTimeout": "5m", "backupBeforeUpgrade": True
+        }
     finally:
         await etcdcluster_crd.delete(path)
 
