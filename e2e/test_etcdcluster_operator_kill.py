@@ -122,7 +122,7 @@ async def test_kill_operator_during_membership_changes(
         f"{ {n: sorted(f'{i:x}' for i in ids) for n, ids in ids_by_name.items()} } "
         f"from {len(watch.history)} member lists"
     )
-    print(details)  # every figure in it is asserted below
+    print(details)  # the kills and the member IDs in it are asserted below
     assert len(kills) == KILLS, details
     assert not added_twice, f"members added twice: {added_twice}; {details}"
     assert len(every_id) == SIZE, (

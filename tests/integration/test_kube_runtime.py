@@ -9,7 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import kr8s.asyncio
 import pytest
@@ -227,7 +227,8 @@ async def test_lead_runs_the_work_only_while_leading(kube: KubeClient, namespace
 def test_elector_rejects_inconsistent_periods() -> None:
     with pytest.raises(ValueError, match="lease_duration"):
         # the periods are checked before the client is ever used, so none is needed
-        LeaderElector(None, "l", "ns", "me", lease_duration=5, renew_deadline=10)  # type: ignore[arg-type]
+        no_client = cast(KubeClient, None)
+        LeaderElector(no_client, "l", "ns", "me", lease_duration=5, renew_deadline=10)
 
 
 # -- events ---------------------------------------------------------------------------------

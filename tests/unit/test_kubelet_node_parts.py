@@ -12,8 +12,13 @@ from e2e.localcluster.kubelet.nodes import Node, cni_config, kubelet_config
 
 
 def members(path: Path) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
     with tarfile.open(path) as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+        for m in tar.getmembers():
+            f = tar.extractfile(m) if m.isfile() else None
+            if f is not None:
+                out[m.name] = f.read()
+    return out
 
 
 def test_oci_tarball_is_deterministic_and_named_for_containerd(tmp_path: Path) -> None:
