@@ -190,7 +190,10 @@ async def test_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
 
 async def test_joined_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -> None:
     """A member that joined (--initial-cluster-state=existing) loses its data dir and its etcd
-    restarts on the empty dir: it cannot serve again (it crash-loops) and must be replaced."""
+    restarts on the empty dir: it cannot serve again (it crash-loops) and must be replaced.
+    The victim is the oldest joined follower: the membership has changed since its pod was
+    made, so etcd fails its peer URL check rather than panicking on the raft log (was: that
+    failure was not read as data loss and the member stayed DOWN; CI, 2026-12-02)."""
     await cluster.ready()
     keys = await cluster.write("wipe-joined", 200)
     pods = await member_pods(cluster.kube, cluster.name, cluster.ns)
@@ -201,7 +204,10 @@ async def test_joined_member_whose_data_is_wiped_is_replaced(cluster: Cluster) -
     }
     leader = await etcd_leader(cluster.kube, cluster.name, cluster.ns)
     ids = {n: i for i, n in (await member_ids(cluster.kube, cluster.name, cluster.ns)).items()}
-    followers = sorted(n for n in joined if n != leader.name and n in ids)
+    followers = sorted(
+        (n for n in joined if n != leader.name and n in ids),
+        key=lambda n: (joined[n]["metadata"]["creationTimestamp"], n),
+    )
     assert followers, f"no joined follower among {sorted(joined)} (leader {leader.name})"
     victim = joined[followers[0]]
 

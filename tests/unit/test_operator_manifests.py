@@ -123,6 +123,51 @@ def test_a_restart_history_is_not_data_loss() -> None:
     assert not healthy_again.data_lost  # it runs and is ready: whatever it said once is over
 
 
+HOST = "life-{:05d}.life-peer.ec-life-1c4b03.svc.cluster.local"
+
+
+def validation_failure(members: int) -> str:
+    """etcd's fatal line when a member with no write-ahead log finds the membership changed
+    since its pod was made (as seen in CI, 3.6.16), cut as the kubelet cuts it: 2048 bytes."""
+    listed = " ".join(
+        f"&{{ID:{i:016x} RaftAttributes:{{PeerURLs:[http://{HOST.format(i)}:2380]"
+        f" IsLearner:false}} Attributes:{{Name:life-{i:05d} "
+        f"ClientURLs:[http://{HOST.format(i)}:2379]}}}}"
+        for i in range(members)
+    )
+    last = f"http://{HOST.format(members - 1)}:2380"
+    error = (
+        f"error validating peerURLs {{ClusterID:d14bc1f0ab66b54f Members:[{listed}] "
+        f"RemovedMemberIDs:[]}}: PeerURLs: no match found for existing member "
+        f"({members - 1:016x}, [{last}]), last resolver error (failed to resolve \\\"{last}\\\" "
+        "(context deadline exceeded))"
+    )
+    trace = ("go.etcd.io/etcd/server/v3/etcdmain.startEtcdOrProxyV2\\n\\tgo.etcd.io/etcd/server/"
+             "v3@v3.6.16/etcdmain/etcd.go:183\\ngo.etcd.io/etcd/server/v3/etcdmain.Main\\n\\t"
+             "go.etcd.io/etcd/server/v3@v3.6.16/etcdmain/main.go:40\\nmain.main\\n\\t"
+             "go.etcd.io/etcd/server/v3@v3.6.16/main.go:31\\nruntime.main\\n\\truntime/proc.go:290")
+    line = (
+        '{"level":"fatal","ts":"2026-12-02T05:28:21.914068Z","caller":"etcdmain/etcd.go:183",'
+        f'"msg":"discovery failed","error":"{error}","stacktrace":"{trace}"}}\n'
+    )
+    return line[-2048:]
+
+
+def test_a_wiped_member_whose_membership_changed_is_data_lost() -> None:
+    """Was: a joined member whose data dir was wiped after a later replacement failed etcd's
+    peer URL check instead of panicking, that was not read as data loss, and it was never
+    replaced (seen in CI: DOWN for 240 s with 'nothing to do')."""
+    for message in (validation_failure(3), validation_failure(7),
+                    "error validating peerURLs {...}: member count is unequal"):
+        looping = observe.member_pod(pod("b", phase="Running", containerStatuses=etcd_status(
+            restarts=2,
+            state={"waiting": {"reason": "CrashLoopBackOff"}},
+            lastState={"terminated": {"exitCode": 1, "message": message}},
+        )))
+        assert looping.data_lost, message[:200]
+    assert "error validating peerURLs" not in validation_failure(7)  # the 2 KiB tail cut it
+
+
 def test_data_loss_needs_etcds_own_words() -> None:
     for message in (
         TOCOMMIT,

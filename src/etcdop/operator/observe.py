@@ -22,6 +22,10 @@ from etcdop.operator.restorerequest import restore_uid
 DATA_UNUSABLE = (
     ("is out of range [lastIndex", "its raft log is behind what the cluster committed"),
     ("cannot fetch cluster info from peer urls", "its data directory is empty"),
+    # etcd compares its --initial-cluster with the live membership only when it has no
+    # write-ahead log; a member that ran before and fails this check has lost its data dir.
+    ("no match found for existing member", "its data directory is empty"),
+    ("member count is unequal", "its data directory is empty"),
     ("failed to find database snapshot file", "its database file is missing"),
     ("failed to recover v3 backend", "its database file is unreadable"),
     ("crc mismatch", "its write-ahead log is corrupt"),
