@@ -142,14 +142,14 @@ async def main() -> int:
                 warm = await http.post(url + "/v1/backups", json={"storage": storage})
                 warm.raise_for_status()  # imports and pools warmed before measuring
                 index = 0
-                for size in (int(s) for s in args.sizes.split(",")):
+                for i, size in enumerate(int(s) for s in args.sizes.split(",")):
                     index = await fill(etcd, etcd_url, size, index)
                     db_mib = (await etcd.status(etcd_url)).db_size / MIB
                     idle = rss_mib(pid)
                     with RssSampler(pid) as sampler:
                         t0 = time.perf_counter()
                         resp = await http.post(url + "/v1/backups",
-                                               json={"storage": storage, "prefix": f"s{size}"})
+                                               json={"storage": {**storage, "prefix": f"s{i}"}})
                         backup_s = time.perf_counter() - t0
                     if resp.status_code != 201:
                         print(resp.text, file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from etcdop.agent import memory
 from etcdop.agent.auth import TokenCheck
 from etcdop.agent.backup import BackupPlan, take_backup
 from etcdop.agent.drill import DrillTools, run_drill
@@ -162,6 +163,8 @@ async def _backup(request: web.Request) -> web.Response:
             agent.metrics.failure("Internal")
             log.exception("backup failed")
             return _error(500, "Internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            memory.give_back()
     agent.metrics.backup_duration.observe(time.monotonic() - started)
     agent.metrics.backup_size.set(meta.size)
     agent.metrics.last_success.set_to_current_time()
@@ -195,6 +198,8 @@ async def _verify(request: web.Request) -> web.Response:
             return web.json_response(
                 {"verified": False, "reason": "BadMetadata", "message": str(exc)}
             )
+        finally:
+            memory.give_back()
     agent.metrics.drill("verified" if result.verified else "failed")
     return web.json_response({_camel(k): v for k, v in asdict(result).items()})
 

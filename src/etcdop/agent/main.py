@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from etcdop import logs
+from etcdop.agent import memory
 from etcdop.agent.api import Agent, AgentSettings, build_app
 from etcdop.agent.backup import BackupPlan
 from etcdop.agent.drill import DrillTools
@@ -112,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
         ),
         drill=DrillTools(etcdutl=args.etcdutl, etcd=args.etcd, scratch=args.scratch_dir),
     )
+    memory.tune_allocator()
     asyncio.run(serve(settings, args.address, args.port))
     return 0
 
