@@ -42,13 +42,15 @@ PROBE_RETRY_PACE = 0.01  # between retries of a refused read inside one probe's 
 MEMBERS_EVERY = 0.1  # member list (and leader) polls
 PODS_EVERY = 0.5  # pod IP re-reads from the Kubernetes API
 KUBE_CALL_DEADLINE = 5.0
-# Seconds: the largest gap allowed between two probes of one voter. A window without quorum
-# lasts at least one leader election (etcd's election timeout is 1 s), so a gap below 0.5 s
-# still samples any such window twice. Tighter bounds failed on a loaded 2-core machine
-# (276 ms against 0.25 s, then 408 ms against 0.4 s in CI, with 0 quorum loss) without making
-# the check any stronger.
+# Seconds: the largest gap allowed between two probes of one voter. A probe fails only when
+# its whole PROBE_DEADLINE lies inside a window without quorum, so every window of
+# PROBE_DEADLINE + MAX_SAMPLE_GAP (1.0 s) or more is caught. A lost leader leaves none for
+# etcd's randomized election timeout (1-2 s) less the time since its last heartbeat (<= 0.1 s),
+# then the vote: 0.9 s at the very least, so a window in (0.9, 1.0) s could slip through. The
+# bound was 0.4 s; it failed in CI at 408 ms on a starved 2-core machine with 0 quorum loss.
 MAX_SAMPLE_GAP = 0.5
 MIN_SAMPLE_RATE = 10.0  # probes per second per voter, at least
+assert PROBE_DEADLINE + MAX_SAMPLE_GAP <= 1.0, "would miss a window of one election timeout"
 _HEALTH_KEY = "health"  # the key etcdctl's `endpoint health` reads
 
 _LOCAL_NETS = (ipaddress.ip_network(POD_CIDR), ipaddress.ip_network("127.0.0.0/8"))

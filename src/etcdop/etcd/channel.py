@@ -27,7 +27,7 @@ _OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # A fixed 1 MiB flow-control window per stream instead of gRPC's BDP probing, which grew it
     # over a long snapshot stream and buffered that much whenever the upload lagged: the agent's
-    # peak RSS was 15-35 % higher at 512 MiB than at 64 MiB, now within 7 % (bench/backup.py).
+    # peak RSS at 512 MiB is now 6-9 % above the one at 64 MiB (bench/backup.py).
     ("grpc.http2.bdp_probe", 0),
     ("grpc.http2.lookahead_bytes", 1024 * 1024),
 ]

@@ -36,7 +36,15 @@ READ_CHUNK = 1024 * 1024
 _SESSION_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=8)
+@functools.cache
+def _session() -> boto3.session.Session:
+    """The one boto3 session of the process: a session per request parsed the S3 model again
+    (tens of ms) and left ~12 MiB for the collector each time (the agent's idle RSS rose from
+    one backup to the next). Clients are not kept: each store gets its own connection pool,
+    so no connection idles between jobs for a middlebox to drop without a word."""
+    return boto3.session.Session()
+
+
 def _client(
     endpoint: str,
     region: str,
@@ -44,13 +52,9 @@ def _client(
     creds: tuple[str, str, str],
     limits: tuple[float, float, int],
 ) -> Any:
-    """One boto3 client per endpoint and credentials, kept: a new session per request parsed
-    the S3 model again (tens of ms) and left ~12 MiB for the garbage collector each time
-    (the agent's idle RSS rose backup after backup). botocore clients are thread-safe;
-    making one is not, hence the lock."""
     connect_timeout, read_timeout, max_attempts = limits
-    with _SESSION_LOCK:
-        return boto3.session.Session().client(
+    with _SESSION_LOCK:  # a session is not thread-safe; the clients it makes are
+        return _session().client(
             "s3",
             endpoint_url=endpoint or None,
             region_name=region,
