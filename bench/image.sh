@@ -102,6 +102,11 @@ say "docker build $IMAGE (BASE_IMAGE=$BASE_IMAGE, ETCD_IMAGE=$ETCD_IMAGE)"
 docker build --quiet --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
   --build-arg "ETCD_IMAGE=$ETCD_IMAGE" --tag "$IMAGE" . >/dev/null
 
+# Saved for the real node: `ETCDOP_NODE=kubelet` imports it into each containerd as the agent
+# sidecar's image (e2e/localcluster/kubelet/images.py, PRODUCT_TARBALL).
+say "docker save $IMAGE -> $WORK/image.tar"
+docker save -o "$WORK/image.tar" "$IMAGE"
+
 # Run it as a pod of the chart would: read-only root, no capabilities, no network.
 run() { docker run --rm --read-only --cap-drop ALL --security-opt no-new-privileges \
           --network none "$@"; }

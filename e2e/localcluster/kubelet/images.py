@@ -11,18 +11,24 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import platform
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import etcdop
 from e2e.localcluster.binaries import ETCD_VERSIONS, VERSIONS, bin_path, cache_dir
 
 PAUSE_VERSION = VERSIONS["PAUSE_VERSION"]
 PAUSE_IMAGE = f"registry.k8s.io/pause:{PAUSE_VERSION}"
 ETCD_REPO = "gcr.io/etcd-development/etcd"
 PATH_ENV = "PATH=/usr/local/bin:/usr/bin:/bin"
+# The product's image as `make image` saves it (`docker save`), and the name member pods ask
+# for it by (the agent sidecar's default image): the tarball is imported under both names.
+PRODUCT_TARBALL = Path(os.environ.get("ETCDOP_IMAGE_WORK", "/var/tmp/etcdop-image")) / "image.tar"
+PRODUCT_IMAGE = f"ghcr.io/etcdop/etcdop:{etcdop.__version__}"
 
 
 def arch() -> str:

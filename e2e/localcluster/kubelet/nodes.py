@@ -389,8 +389,21 @@ class RealNodes:
                 r = self.ctr(n, "images", "import", str(t))
             if r.returncode != 0:
                 raise RuntimeError(f"ctr images import {t} on {n.name}: {r.stderr.strip()}")
+        names = [i.name for i in images.default_images()]
+        if images.PRODUCT_TARBALL.is_file():
+            r = self.ctr(n, "images", "import", str(images.PRODUCT_TARBALL), timeout=300)
+            if r.returncode != 0:
+                raise RuntimeError(f"ctr images import {images.PRODUCT_TARBALL} on {n.name}: "
+                                   f"{r.stderr.strip()}")
+            saved = "docker.io/library/etcdop:dev"  # `make image`'s tag, as ctr names it
+            self.ctr(n, "images", "tag", "--force", saved, images.PRODUCT_IMAGE)
+            names.append(images.PRODUCT_IMAGE)
+        elif n is self.nodes[0]:
+            print(f"real node: no {images.PRODUCT_TARBALL}; member pods' agent sidecar "
+                  f"({images.PRODUCT_IMAGE}) cannot start: run `make image` first",
+                  file=sys.stderr)
         listed = self.ctr(n, "images", "list", "-q").stdout.split()
-        for name in [i.name for i in images.default_images()]:
+        for name in names:
             if name not in listed:
                 raise RuntimeError(f"{name} not in {n.name}'s images after import: {listed}")
             # The CRI plugin never garbage-collects pinned images; ours cannot be pulled again.
