@@ -112,7 +112,11 @@ class Provisioner:
         if typ == "DELETED" or not wants_volume(pvc):
             return
         name = pv_name(pvc)
+        # World-writable, as local-path-provisioner makes them: the kubelet applies no fsGroup
+        # to hostPath volumes, so a non-root pod (etcd runs as 65532) could not write a root-
+        # owned directory. The imitation node never checked this; the real kubelet does.
         (self.root / name).mkdir(parents=True, exist_ok=True)
+        (self.root / name).chmod(0o777)
         try:
             await self.kube.create("/api/v1/persistentvolumes", pv_manifest(pvc, self.root))
             log.info(
