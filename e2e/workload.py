@@ -637,9 +637,14 @@ class Writer:
         """Figures no scenario asserts, for failure messages only."""
         took = sorted(op.end - op.start for op in self.ops if op.ok)
         p99 = took[int(len(took) * 0.99)] if took else 0.0
+        failed = [
+            f"{op.key} at t={op.start:.3f} after {op.end - op.start:.3f}s: {op.error[:160]}"
+            for op in self.failures()[:3]
+        ]
         return (
             f"{len(self.ops)} puts; latency p99 {p99 * 1000:.0f} ms, "
             f"max {max(took, default=0.0) * 1000:.0f} ms"
+            + (f"; failed: {failed}" if failed else "")
         )
 
 
