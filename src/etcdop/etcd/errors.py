@@ -93,6 +93,9 @@ _BY_TEXT: tuple[tuple[str, type[EtcdError]], ...] = (
     ("Peer URLs already exists", MembershipChangeRefused),
     ("bad leader transferee", MembershipChangeRefused),
     ("given member URLs are invalid", MembershipChangeRefused),
+    # raft's ErrProposalDropped (code UNKNOWN): a leadership transfer was in progress or the
+    # member had no leader; the proposal never reached the log, so a retry cannot apply twice.
+    ("raft proposal dropped", Unavailable),
 )
 
 
