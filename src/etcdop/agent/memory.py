@@ -29,11 +29,9 @@ one, and no slower)."""
 def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt  # noqa: B018 - only glibc has both
-        libc.malloc_trim  # noqa: B018
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    return libc
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None  # glibc
 
 
 _LIBC = _glibc()

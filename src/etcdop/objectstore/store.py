@@ -45,35 +45,6 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
-def _client(
-    endpoint: str,
-    region: str,
-    path_style: bool,
-    creds: tuple[str, str, str],
-    limits: tuple[float, float, int],
-) -> Any:
-    connect_timeout, read_timeout, max_attempts = limits
-    with _SESSION_LOCK:  # a session is not thread-safe; the clients it makes are
-        return _session().client(
-            "s3",
-            endpoint_url=endpoint or None,
-            region_name=region,
-            aws_access_key_id=creds[0],
-            aws_secret_access_key=creds[1],
-            aws_session_token=creds[2] or None,
-            config=Config(
-                s3={"addressing_style": "path" if path_style else "auto"},
-                retries={"mode": "standard", "max_attempts": max_attempts},
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                # We send our own SHA256 per part; no second (CRC32) checksum per request.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                max_pool_connections=16,
-            ),
-        )
-
-
 @dataclass(frozen=True)
 class PendingAbort:
     """A multipart upload whose abort failed (the server was down): retried until it goes."""
@@ -99,13 +70,25 @@ class ObjectStore:
         self.bucket = config.bucket
         self.endpoint = config.endpoint or f"s3.{config.region}.amazonaws.com"
         creds = config.credentials
-        self._client: Any = _client(
-            config.endpoint,
-            config.region,
-            config.force_path_style,
-            (creds.access_key, creds.secret_key, creds.session_token),
-            (connect_timeout, read_timeout, max_attempts),
-        )
+        with _SESSION_LOCK:  # a session is not thread-safe; the clients it makes are
+            self._client: Any = _session().client(
+                "s3",
+                endpoint_url=config.endpoint or None,
+                region_name=config.region,
+                aws_access_key_id=creds.access_key,
+                aws_secret_access_key=creds.secret_key,
+                aws_session_token=creds.session_token or None,
+                config=Config(
+                    s3={"addressing_style": "path" if config.force_path_style else "auto"},
+                    retries={"mode": "standard", "max_attempts": max_attempts},
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    # We send our own SHA256 per part; no second (CRC32) checksum per request.
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    max_pool_connections=16,
+                ),
+            )
         self._on_abort_failed = on_abort_failed
 
     async def call(self, operation: str, key: str, fn: Callable[[Any], T]) -> T:
