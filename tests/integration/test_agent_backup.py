@@ -166,6 +166,8 @@ async def test_zstd_backup_passes_the_restore_drill(setup: Setup) -> None:
     meta = resp.json()["backup"]
     assert meta["snapshotKey"].endswith("/snapshot.db.zst") and meta["compression"] == "zstd"
     assert meta["size"] < meta["snapshotSize"]
+    stored = setup.s3.client().get_object(Bucket=bucket, Key=meta["snapshotKey"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == meta["sha256"]
 
     drill = await setup.post("/v1/verify", {"storage": setup.storage(bucket),
                                             "metadataKey": resp.json()["metadataKey"]})

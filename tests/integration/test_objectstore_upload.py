@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import os
@@ -20,7 +21,9 @@ from etcdop.objectstore import (
     Credentials,
     EndpointDown,
     ObjectExists,
+    ObjectMissing,
     ObjectStore,
+    StoreError,
     compress,
     decompress,
     peak_buffer_bytes,
@@ -54,13 +57,42 @@ async def test_upload_streams_parts_and_the_server_holds_what_was_sent(s3: S3Pro
     result = await store.upload("a/snapshot.db", chunks_of(data), part_size=PART)
 
     assert result.size == len(data)
-    assert result.sha256 == hashlib.sha256(data).hexdigest()
     assert result.parts == 4
+    assert await read_all(store, "a/snapshot.db") == data
     head = await store.head("a/snapshot.db")
     assert head["ContentLength"] == len(data)
     assert head["ChecksumSHA256"] == result.composite_sha256  # the server kept and agrees
     assert await read_all(store, "a/snapshot.db") == data
     assert s3.uploads(bucket) == []
+
+
+async def test_bodies_go_unsigned_but_a_body_that_differs_from_its_checksum_is_refused(
+    s3: S3Procs,
+) -> None:
+    """Bodies are not hashed a second time for the signature; the signed x-amz-checksum-sha256
+    header is what the server checks them against, so altered bytes are still refused."""
+    bucket = s3.new_bucket()
+    store = ObjectStore(s3.config(bucket))
+    signed_as: list[str] = []
+    store._client.meta.events.register(
+        "before-send.s3.PutObject",
+        lambda request, **_: signed_as.append(request.headers["X-Amz-Content-SHA256"].decode()),
+    )
+    await store.put_json("good/metadata.json", {"a": 1})
+    assert signed_as == ["UNSIGNED-PAYLOAD"]
+    assert await store.get_json("good/metadata.json") == {"a": 1}
+
+    other = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    with pytest.raises(StoreError):
+        await store.call(
+            "put",
+            "bad/metadata.json",
+            lambda c: c.put_object(
+                Bucket=bucket, Key="bad/metadata.json", Body=b"{}", ChecksumSHA256=other
+            ),
+        )
+    with pytest.raises(ObjectMissing):
+        await store.head("bad/metadata.json")
 
 
 async def test_memory_in_use_stays_within_parts_in_flight(s3: S3Procs) -> None:

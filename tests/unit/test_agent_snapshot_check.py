@@ -34,6 +34,16 @@ def test_a_whole_snapshot_passes_however_it_is_chunked(pages: int, cuts: list[in
     assert feed(data, cuts).finish() == hashlib.sha256(data[:-32]).hexdigest()
 
 
+@given(st.integers(1, 8), st.lists(st.integers(0, 10**6), max_size=30))
+def test_the_stream_digest_is_that_of_every_byte_however_it_is_chunked(
+    pages: int, cuts: list[int]
+) -> None:
+    data = snapshot(pages)
+    verifier = feed(data, cuts)
+    verifier.finish()
+    assert verifier.stream_sha256() == hashlib.sha256(data).hexdigest()
+
+
 @given(st.integers(1, 4), st.data())
 def test_any_single_byte_change_is_caught(pages: int, draw: st.DataObject) -> None:
     data = bytearray(snapshot(pages))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
 from etcdop.agent.metadata import BackupMetadata
@@ -45,6 +46,13 @@ def rfc3339(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def hashed(chunks: AsyncIterable[bytes], digest: hashlib._Hash) -> AsyncIterator[bytes]:
+    """CHUNKS unchanged, each fed to DIGEST on the way."""
+    async for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
 async def take_backup(
     etcd: EtcdClient, endpoint: str, store: ObjectStore, plan: BackupPlan
 ) -> BackupMetadata:
@@ -67,11 +75,12 @@ async def take_backup(
         },
     )
     checker = TrailerVerifier()
+    compressed = hashlib.sha256()  # of the stored bytes, when they are not etcd's stream
     snapshot = etcd.snapshot(endpoint)
     try:
         stream: AsyncIterator[bytes] = verified(snapshot, checker)
         if plan.compression == "zstd":
-            stream = compress(stream)
+            stream = hashed(compress(stream), compressed)
         uploaded = await store.upload(
             snapshot_key, stream, part_size=part_size, parts_in_flight=plan.parts_in_flight
         )
@@ -90,7 +99,7 @@ async def take_backup(
         key_count=key_count,
         snapshot_key=snapshot_key,
         size=uploaded.size,
-        sha256=uploaded.sha256,
+        sha256=compressed.hexdigest() if plan.compression == "zstd" else checker.stream_sha256(),
         snapshot_size=checker.size,
         snapshot_sha256=checker.finish(),
         compression=plan.compression,
@@ -113,7 +122,7 @@ async def take_backup(
             "key": snapshot_key,
             "bucket": store.bucket,
             "size": uploaded.size,
-            "sha256": uploaded.sha256,
+            "sha256": metadata.sha256,
             "revision": revision,
         },
     )

@@ -68,6 +68,13 @@ class TrailerVerifier:
             )
         return actual.hex()
 
+    def stream_sha256(self) -> str:
+        """The hex sha256 of every byte seen, trailer included: the stored object's digest when
+        the stream is stored as is, without hashing it a second time."""
+        whole = self._hash.copy()
+        whole.update(self._tail)
+        return whole.hexdigest()
+
 
 async def verified(chunks: AsyncIterable[bytes], verifier: TrailerVerifier) -> AsyncIterator[bytes]:
     """CHUNKS passed through unchanged; raises SnapshotCorrupt after the last one when the

@@ -3,7 +3,9 @@
 Memory stays bounded whatever the stream's length: the part being filled, one part queued and
 one per uploader task (`parts.peak_buffer_bytes`). Each part is hashed (sha256, in the uploader's
 thread) and sent with its checksum, so the server can keep the composite checksum we check after
-completion. A failure anywhere aborts the upload, so no parts stay behind.
+completion. A failure anywhere aborts the upload, so no parts stay behind. The object's own
+sha256 is the caller's to take: a backup already hashes the stream to check etcd's trailer, and a
+second pass over every byte on the event loop's thread cost speed (bench/backup.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 class UploadResult:
     key: str
     size: int
-    sha256: str  # hex digest of the object's bytes
     parts: int
     composite_sha256: str  # what S3 keeps as ChecksumSHA256 ("<b64>-<parts>")
 
@@ -64,7 +65,6 @@ class MultipartStream:
         self._part_size = part_size
         self._workers = parts_in_flight
         self._on_part = on_part
-        self._sha = hashlib.sha256()
         self._size = 0
         self._parts: dict[int, _Part] = {}
 
@@ -110,7 +110,6 @@ class MultipartStream:
         return UploadResult(
             key=key,
             size=self._size,
-            sha256=self._sha.hexdigest(),
             parts=len(parts),
             composite_sha256=composite_sha256(digests),
         )
@@ -148,7 +147,6 @@ class MultipartStream:
         async for chunk in self._chunks:
             if not chunk:
                 continue
-            self._sha.update(chunk)
             self._size += len(chunk)
             src = memoryview(chunk)
             while src:

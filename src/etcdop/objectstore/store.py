@@ -3,8 +3,10 @@ so the event loop keeps serving while bytes move."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -79,7 +81,15 @@ class ObjectStore:
                 aws_secret_access_key=creds.secret_key,
                 aws_session_token=creds.session_token or None,
                 config=Config(
-                    s3={"addressing_style": "path" if config.force_path_style else "auto"},
+                    s3={
+                        "addressing_style": "path" if config.force_path_style else "auto",
+                        # Every body we send that matters carries a signed x-amz-checksum-sha256
+                        # header (parts, metadata; a completed upload is checked by `head`), so
+                        # the server checks the body against a signed digest. Signing the body's
+                        # sha256 too (botocore does on plain http) was a second pass over every
+                        # byte of a backup for no extra assurance (docs/decisions.md).
+                        "payload_signing_enabled": False,
+                    },
                     retries={"mode": "standard", "max_attempts": max_attempts},
                     connect_timeout=connect_timeout,
                     read_timeout=read_timeout,
@@ -132,6 +142,7 @@ class ObjectStore:
     async def put_json(self, key: str, document: dict[str, Any]) -> None:
         """Create the small object KEY (conditional create: fails with ObjectExists)."""
         body = json.dumps(document, indent=2, sort_keys=True).encode()
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
         await self.call(
             "put",
             key,
@@ -140,6 +151,7 @@ class ObjectStore:
                 Key=key,
                 Body=body,
                 ContentType="application/json",
+                ChecksumSHA256=digest,
                 IfNoneMatch="*",
                 **self.config.sse_params(),
             ),
