@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import itertools
 import math
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -307,6 +309,43 @@ class LossWindow:
 
 
 @dataclass
+@dataclass(frozen=True)
+class Stall:
+    """A tick of the monitor that came late, and what the process did meanwhile: CPU time near
+    the lateness means this process was busy (its own code, a collection); near zero means it
+    was not running (descheduled by the machine, or blocked in a call that holds the loop)."""
+
+    at: float
+    late: float
+    cpu: float
+    gc: float
+
+    def __str__(self) -> str:
+        return (
+            f"t={self.at:.3f} late {self.late * 1000:.0f} ms (process CPU "
+            f"{self.cpu * 1000:.0f} ms, GC {self.gc * 1000:.0f} ms)"
+        )
+
+
+class GcClock:
+    """Total time spent in the collector while installed (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.total += time.perf_counter() - self._started
+            self._started = 0.0
+
+
+STALL_REPORTED = 0.1  # seconds late before a tick is kept as a stall
+
+
+@dataclass
 class QuorumMonitor:
     """Probes each voter of the latest member list every PROBE_EVERY, each probe a task bounded
     by PROBE_DEADLINE (a read refused at once, as during a leader move, is retried inside it).
@@ -325,6 +364,7 @@ class QuorumMonitor:
     marks: list[tuple[float, str]] = field(default_factory=list)
     started: float = 0.0
     stopped: float = 0.0
+    stalls: list[Stall] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -390,14 +430,29 @@ class QuorumMonitor:
                 await self.watch.ready.wait()
             self.started = _now()
             due = self.started
-            while not self._stop.is_set():
-                self._tick()
-                due += PROBE_EVERY
-                now = _now()
-                if due < now:  # late (starved): no burst to catch up, the gaps will show it
-                    due = now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), due - now)
+            gc_clock = GcClock()
+            gc.callbacks.append(gc_clock)
+            try:
+                while not self._stop.is_set():
+                    self._tick()
+                    due += PROBE_EVERY
+                    now, cpu, in_gc = _now(), time.process_time(), gc_clock.total
+                    if due < now:  # late (starved): no burst to catch up, the gaps will show it
+                        due = now
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), due - now)
+                    late = _now() - due
+                    if late >= STALL_REPORTED:
+                        self.stalls.append(
+                            Stall(
+                                due - self.started,
+                                late,
+                                time.process_time() - cpu,
+                                gc_clock.total - in_gc,
+                            )
+                        )
+            finally:
+                gc.callbacks.remove(gc_clock)
             self.stopped = _now()
             if self._tasks:
                 await asyncio.wait(set(self._tasks), timeout=PROBE_DEADLINE * 4)
@@ -516,7 +571,8 @@ class QuorumMonitor:
             f"{len(self.rounds)} sample times over {self.stopped - self.started:.1f}s, "
             f"{probes} probes ({failed} unhealthy); {len(edges)} samples judged on the next "
             f"member list; {len(self.watch.history)} member lists; largest gap "
-            f"{self.largest_gap()}; steps {self.marks}"
+            f"{self.largest_gap()}; late ticks {[str(s) for s in self.stalls[-5:]]} of "
+            f"{len(self.stalls)}; steps {self.marks}"
         )
 
 
