@@ -19,7 +19,7 @@ T = dt.datetime(2026, 11, 27, 3, 15, 0, tzinfo=dt.UTC)
 
 def test_layout() -> None:
     key = BackupKey("backups/prod", "default", "demo", T, 42)
-    assert key.dir == "backups/prod/default/demo/20261127T031500Z-0000000000000000042/"
+    assert key.dir == "backups/prod/default/demo/20261127T031500.000Z-0000000000000000042/"
     assert key.snapshot() == key.dir + "snapshot.db"
     assert key.snapshot("zstd") == key.dir + "snapshot.db.zst"
     assert key.metadata == key.dir + "metadata.json"
@@ -42,14 +42,29 @@ def test_timestamps_are_utc_whatever_zone_they_come_in() -> None:
     )
 )
 def test_key_order_is_time_order_then_revision(taken: list[tuple[dt.datetime, int]]) -> None:
-    keys = [BackupKey("p", "ns", "c", t.replace(microsecond=0, tzinfo=dt.UTC), r) for t, r in taken]
+    keys = [BackupKey("p", "ns", "c", t.replace(tzinfo=dt.UTC), r) for t, r in taken]
     by_key = sorted(keys, key=lambda k: k.dir)
     by_time = sorted(keys, key=lambda k: (k.taken_at, k.revision))
     assert [(k.taken_at, k.revision) for k in by_key] == [(k.taken_at, k.revision) for k in by_time]
 
 
+def test_two_backups_in_the_same_second_at_the_same_revision_get_two_keys() -> None:
+    """Two EtcdBackups sent to two members at once, with no write between them, were named
+    alike to the second; the second was refused as an existing object."""
+    first = BackupKey("p", "ns", "c", T.replace(microsecond=120_000), 7)
+    second = BackupKey("p", "ns", "c", T.replace(microsecond=121_999), 7)
+    assert first.dir == "p/ns/c/20261127T031500.120Z-0000000000000000007/"
+    assert first.dir != second.dir and first.dir < second.dir
+
+
+def test_keys_named_to_the_second_still_parse_and_keep_their_name() -> None:
+    older = "p/ns/c/20261127T031500Z-0000000000000000007/metadata.json"
+    key = BackupKey.parse("p", "ns", "c", older)
+    assert key.metadata == older and key.taken_at == T and key.revision == 7
+
+
 def test_parse_gives_back_the_key() -> None:
-    key = BackupKey("p", "ns", "c", T, 7)
+    key = BackupKey("p", "ns", "c", T.replace(microsecond=987_654), 7)
     assert BackupKey.parse("p", "ns", "c", key.metadata) == key
     with pytest.raises(ValueError, match="not under"):
         BackupKey.parse("p", "ns", "other", key.metadata)

@@ -1,7 +1,11 @@
 """Where a backup lives: `<prefix>/<namespace>/<cluster>/<UTC timestamp>-<revision>/...`.
 
-The timestamp is fixed-width (`20261127T031500Z`) so plain key order is time order, and the
-revision (zero-padded) tells backups taken in the same second apart.
+The timestamp is fixed-width, to the millisecond (`20261127T031500.250Z`), so plain key order is
+time order. Whole seconds were not enough: two EtcdBackups sent to two members at once, with no
+write between them, got the same second and revision, and the second was refused as an existing
+object. One agent runs one backup at a time, so its keys never repeat; two agents would need the
+same millisecond and revision. Keys written with whole seconds (`20261127T031500Z`) still parse
+and keep their name.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from dataclasses import dataclass
 
 SNAPSHOT = "snapshot.db"
 METADATA = "metadata.json"
-_STAMP = "%Y%m%dT%H%M%SZ"
+_STAMP = "%Y%m%dT%H%M%S"
 _REVISION_WIDTH = 19  # an int64 revision never needs more digits
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Kubernetes object name
-_DIR = re.compile(r"^(\d{8}T\d{6}Z)-(\d{19})$")
+_DIR = re.compile(r"^(\d{8}T\d{6})(?:\.(\d{3}))?Z-(\d{19})$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class BackupKey:
     cluster: str
     taken_at: dt.datetime
     revision: int
+    whole_seconds: bool = False  # named as before millisecond stamps (a parsed older key)
 
     def __post_init__(self) -> None:
         for field, value in (("namespace", self.namespace), ("cluster", self.cluster)):
@@ -38,6 +43,9 @@ class BackupKey:
             raise ValueError("backup key: taken_at must be timezone-aware (UTC)")
         if any(part in ("", ".", "..") for part in self.prefix.split("/")) and self.prefix:
             raise ValueError(f"backup key: prefix {self.prefix!r} has an empty or dot segment")
+        t = self.taken_at.astimezone(dt.UTC)
+        kept = 0 if self.whole_seconds else t.microsecond // 1000 * 1000
+        object.__setattr__(self, "taken_at", t.replace(microsecond=kept))  # what the name holds
 
     @property
     def cluster_dir(self) -> str:
@@ -45,8 +53,10 @@ class BackupKey:
 
     @property
     def dir(self) -> str:
-        stamp = self.taken_at.astimezone(dt.UTC).strftime(_STAMP)
-        return f"{self.cluster_dir}{stamp}-{self.revision:0{_REVISION_WIDTH}d}/"
+        stamp = self.taken_at.strftime(_STAMP)
+        if not self.whole_seconds:
+            stamp += f".{self.taken_at.microsecond // 1000:03d}"
+        return f"{self.cluster_dir}{stamp}Z-{self.revision:0{_REVISION_WIDTH}d}/"
 
     def snapshot(self, compression: str = "") -> str:
         """The snapshot object's key; `.zst` when compressed with zstd."""
@@ -69,7 +79,10 @@ class BackupKey:
         if match is None:
             raise ValueError(f"backup key: {key!r} has no '<timestamp>-<revision>' directory")
         taken = dt.datetime.strptime(match.group(1), _STAMP).replace(tzinfo=dt.UTC)
-        return cls(prefix, namespace, cluster, taken, int(match.group(2)))
+        millis = match.group(2)
+        if millis is not None:
+            taken = taken.replace(microsecond=int(millis) * 1000)
+        return cls(prefix, namespace, cluster, taken, int(match.group(3)), millis is None)
 
 
 def cluster_dir(prefix: str, namespace: str, cluster: str) -> str:
