@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(BIN)/python -m e2e.localcluster
 
-.PHONY: dev infra lint test test-kubelet test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
+.PHONY: dev infra lint test test-imitation test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,16 +27,16 @@ lint: dev
 test-unit: dev
 	$(BIN)/pytest tests/unit -q
 
-## test: everything CI runs: lint, unit, integration and e2e suites on the local cluster
-test: dev infra lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15
+## test: everything CI runs: lint, unit, integration and e2e suites on the local cluster, whose
+## nodes are upstream kubelets running the product image (built first: member pods run its agent)
+test: dev infra image lint
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15 -m "not imitation"
 
-## test-kubelet: the real node (upstream kubelets, containerd, runc) and its own tests; not in CI
-test-kubelet: dev infra
-	bash e2e/localcluster/build.sh node
-	ETCDOP_NODE=kubelet $(BIN)/pytest -q -p no:cacheprovider e2e/test_kubelet_node.py
+## test-imitation: the older node agent (pods as local processes) and its own tests; not in CI
+test-imitation: dev infra
+	ETCDOP_NODE=imitation $(BIN)/pytest -q -p no:cacheprovider -m imitation e2e
 
-cluster-up: dev infra
+cluster-up: dev infra image
 	$(LOCAL) up
 	@$(LOCAL) env
 
@@ -45,7 +45,7 @@ cluster-down:
 
 ## demo: the main job: local cluster up, etcdop installed from the chart (operator Pods), a
 ## 3-member etcd cluster created, keys written, a backup to S3 taken and verified
-demo: dev infra
+demo: dev infra image
 	$(BIN)/python -m e2e.demo up
 
 ## demo-down: delete what the demo made (its namespaces, the release, the CRDs), then the cluster

@@ -17,6 +17,7 @@ import pytest
 
 from e2e.localcluster import kubelet
 from e2e.localcluster.controlplane import ControlPlane
+from e2e.localcluster.node.fixtures import LocalNode
 from e2e.operator import (
     LIVE_OPERATORS,
     KubeClient,
@@ -94,6 +95,14 @@ async def operator(
     await op.wait_serving()
     await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)
     return op
+
+
+@pytest.fixture(scope="module")
+def agent_image(local_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image member pods' agent sidecar runs: this checkout's code."""
+    return local_node.this_checkout_image(
+        "etcdop-checkout:e2e", tmp_path_factory.mktemp("agent-image")
+    )
 
 
 @pytest.fixture

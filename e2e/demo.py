@@ -38,7 +38,7 @@ NAMESPACE = "demo"
 CLUSTER = "demo"
 BUCKET = "etcdop-demo"
 BACKUP = "demo-first"
-IMAGE = "etcdop:demo"  # the node maps it to this checkout's code (see checkout_image)
+IMAGE = "etcdop:demo"  # the imitation maps it to this checkout's code (see operator_image)
 VERSION = ETCD_VERSIONS[0].lstrip("v")
 KEYS = {f"/demo/key-{i:02d}": f"value {i}" for i in range(10)}
 
@@ -146,8 +146,8 @@ def wait_for_machine_lock(demo: Demo) -> None:
     session, maybe): wait for it, saying so, instead of failing at once."""
     from e2e.localcluster.node.fixtures import MACHINE_LOCK
 
-    if demo.cluster.procs.alive("node-agent"):
-        return  # ours already runs (`make cluster-up` before)
+    if demo.cluster.nodes_running():
+        return  # ours already run (`make cluster-up` before)
     MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
 
     def free() -> str | None:
@@ -179,14 +179,28 @@ def cluster_up(demo: Demo) -> None:
         demo.tool("kubectl", "get", "nodes")
 
 
+def operator_image(demo: Demo) -> str:
+    """This checkout's code as the operator's image: on the kubelets, the product image `make
+    image` built from the Dockerfile (the nodes import it); on the imitation, IMAGE mapped to it."""
+    from e2e.localcluster import kubelet
+
+    if kubelet.enabled():
+        from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, PRODUCT_TARBALL
+
+        if not PRODUCT_TARBALL.is_file():
+            raise StepFailed(f"{PRODUCT_TARBALL} is missing: run `make image` first")
+        return PRODUCT_IMAGE
+    from e2e.localcluster.node.images import add_image
+
+    image_dir = checkout_image(demo.cluster.state_dir / "images" / "etcdop-demo")
+    add_image(demo.cluster.state_dir / "node" / "images.yaml", IMAGE, image_dir,
+              entrypoint=["etcdop"])
+    return IMAGE
+
+
 def install_chart(demo: Demo) -> None:
     with demo.step("etcdop installed with Helm; the operator runs as Pods from the chart"):
-        image_dir = checkout_image(demo.cluster.state_dir / "images" / "etcdop-demo")
-        from e2e.localcluster.node.images import add_image
-
-        add_image(demo.cluster.state_dir / "node" / "images.yaml", IMAGE, image_dir,
-                  entrypoint=["etcdop"])
-        repo, tag = IMAGE.split(":")
+        repo, tag = operator_image(demo).rsplit(":", 1)
         demo.tool("helm", "upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NS,
                   "--create-namespace", "--set", f"image.repository={repo}",
                   "--set", f"image.tag={tag}", timeout=180)
@@ -365,8 +379,8 @@ def down() -> int:
         print(f"no local cluster runs in {demo.cluster.state_dir}: starting it to remove the "
               "demo's objects from its state", flush=True)
         cluster_up(demo)
-    elif not demo.cluster.procs.alive("node-agent"):
-        cluster_up(demo)  # pods only finish terminating with a node agent
+    elif not demo.cluster.nodes_running():
+        cluster_up(demo)  # pods only finish terminating with their nodes running
     with demo.step(f"namespace {NAMESPACE} deleted (its EtcdCluster, backups and pods)"):
         demo.tool("kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found",
                   "--wait=false")

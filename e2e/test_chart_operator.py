@@ -25,7 +25,6 @@ from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     GROUP_VERSION,
     KubeClient,
-    checkout_image,
     create_cluster,
     delete_namespace,
     etcd_client,
@@ -57,6 +56,7 @@ class Release:
     kubeconfig: Path
     ns: str
     node: LocalNode
+    image: str  # repository:tag of the operator's image
 
     def helm(self, *args: str) -> str:
         out = subprocess.run(
@@ -68,7 +68,8 @@ class Release:
 
     def install(self, *values: str) -> None:
         self.helm("upgrade", "--install", RELEASE, str(CHART), "--namespace", self.ns,
-                  "--set", f"image.repository={IMAGE_REPO}", "--set", f"image.tag={IMAGE_TAG}",
+                  "--set", f"image.repository={self.image.rsplit(':', 1)[0]}",
+                  "--set", f"image.tag={self.image.rsplit(':', 1)[1]}",
                   *values)
 
     async def pods(self) -> list[dict[str, Any]]:
@@ -111,11 +112,11 @@ async def release(
     """The chart installed in a namespace of its own, its operator Pods running this checkout's
     code; uninstalled, and its pods gone, at the module's end."""
     kube = KubeClient(kube_api)
-    local_node.add_image(f"{IMAGE_REPO}:{IMAGE_TAG}",
-                         checkout_image(tmp_path_factory.mktemp("chart-image")),
-                         entrypoint=["etcdop"])
+    image = local_node.this_checkout_image(
+        f"{IMAGE_REPO}:{IMAGE_TAG}", tmp_path_factory.mktemp("chart-image")
+    )
     ns = await new_namespace(kube, "etcdop-system")
-    rel = Release(kube, control_plane.kubeconfig, ns, local_node)
+    rel = Release(kube, control_plane.kubeconfig, ns, local_node, image)
     rel.install()
     try:
         yield rel
@@ -167,7 +168,7 @@ async def test_the_operator_runs_as_pods_of_the_chart_with_its_service_account(
         spec = pod["spec"]
         assert spec["serviceAccountName"] == RELEASE and spec["nodeName"].startswith("local-")
         (c,) = spec["containers"]
-        assert c["image"] == f"{IMAGE_REPO}:{IMAGE_TAG}" and c["args"][0] == "operator"
+        assert c["image"] == release.image and c["args"][0] == "operator"
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
         assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"  # Ready: it answered
         ip = pod["status"]["podIP"]

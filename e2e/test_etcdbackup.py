@@ -19,7 +19,6 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     ETCD_VERSION,
@@ -27,7 +26,6 @@ from e2e.operator import (
     KubeClient,
     OperatorProcess,
     Operators,
-    checkout_image,
     condition,
     create_cluster,
     delete_namespace,
@@ -97,13 +95,12 @@ class Env:
             got = await self.kube.get(backups_path(self.ns, name))
             seen.clear()
             seen.update(got or {})
-            return got is not None and bool(done(got.get("status") or {}))
+            status = (got or {}).get("status") or {}
+            assert got is not None and done(status), f"status: {status}"  # named on a timeout
+            return True
 
         await eventually(check, within, f"EtcdBackup {name}: {what}")
         return seen
-
-
-AGENT_IMAGE = "etcdop-checkout:e2e"
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +108,11 @@ async def operator(
     etcdcluster_crd: KubeClient,
     operators: Operators,
     lease_namespace: str,
-    local_node: LocalNode,
-    tmp_path_factory: pytest.TempPathFactory,
+    agent_image: str,
 ) -> OperatorProcess:
     """The module's operator, making member pods whose agent runs this checkout's code."""
-    local_node.add_image(AGENT_IMAGE, checkout_image(tmp_path_factory.mktemp("agent-image")),
-                         entrypoint=["etcdop"])
     op = operators.start("op-etcdbackup", lease_namespace=lease_namespace,
-                         extra_args=[f"--agent-image={AGENT_IMAGE}"])
+                         extra_args=[f"--agent-image={agent_image}"])
     await op.wait_serving()
     await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)
     return op
@@ -184,12 +178,12 @@ async def write(kube: KubeClient, ns: str, prefix: str, n: int) -> dict[str, byt
 
 
 async def test_member_pods_run_the_agent_as_a_native_sidecar_without_api_credentials(
-    env: Env,
+    env: Env, agent_image: str,
 ) -> None:
     pod = (await member_pods(env.kube, "good", env.ns))[0]
     sidecars = pod["spec"]["initContainers"]
     assert [(c["name"], c["restartPolicy"]) for c in sidecars] == [("backup-agent", "Always")]
-    assert sidecars[0]["image"] == AGENT_IMAGE
+    assert sidecars[0]["image"] == agent_image
     assert pod["spec"]["automountServiceAccountToken"] is False
     mounts = {m["mountPath"] for m in sidecars[0]["volumeMounts"]}
     assert {"/etc/etcdop/token", "/etc/etcdop/s3/s3-creds"} <= mounts

@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.kubelet.fixtures import KubeletNode
+from e2e.localcluster.kubelet.images import Image
 from e2e.operator import (
     KubeClient,
     OperatorProcess,
@@ -213,6 +216,14 @@ async def test_operator_killed_mid_upgrade_resumes_without_adding_a_member_twice
 @pytest.fixture
 def broken_image(local_node: Any, tmp_path: Path) -> str:
     """Image etcd:v3.6.15 mapped to a program that says what it is and exits 1."""
+    ref = f"gcr.io/etcd-development/etcd:v{BROKEN}"
+    if isinstance(local_node, KubeletNode):
+        # A real image has no shell to run a script: etcdutl stands in for etcd there, refuses
+        # etcd's flags and exits 1.
+        local_node.add_oci_image(
+            Image(ref, files={"/usr/local/bin/etcd": bin_path("etcdutl", f"v{OLD}")})
+        )
+        return ref
     d = tmp_path / "broken-etcd"
     d.mkdir()
     exe = d / "etcd"
@@ -220,7 +231,6 @@ def broken_image(local_node: Any, tmp_path: Path) -> str:
         "#!/bin/sh\necho 'etcd: cannot start: this image is broken on purpose' >&2\nexit 1\n"
     )
     exe.chmod(0o755)
-    ref = f"gcr.io/etcd-development/etcd:v{BROKEN}"
     local_node.add_image(ref, d)
     return ref
 

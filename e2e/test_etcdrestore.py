@@ -3,7 +3,7 @@ cluster is backed up, written to again, and restored in place from the backup; a
 flipped bytes is refused before any member is stopped.
 
 Member pods run this checkout's code (the restore init container and the agent), through the
-image `test_etcdbackup.checkout_image` maps.
+image the `agent_image` fixture gives (e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pytest
 from botocore.config import Config
 
 from e2e.localcluster.binaries import bin_path
-from e2e.localcluster.node.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     ETCD_VERSION,
@@ -32,7 +31,6 @@ from e2e.operator import (
     KubeClient,
     OperatorProcess,
     Operators,
-    checkout_image,
     clusters_path,
     condition,
     create_cluster,
@@ -46,7 +44,7 @@ from e2e.operator import (
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, secret
+from e2e.test_etcdbackup import backups_path, secret
 from etcdop.operator.restorerequest import ANN_RESTORE, LABEL_RESTORE
 from tests.waiting import eventually
 
@@ -125,18 +123,12 @@ async def operator(
     etcdcluster_crd: KubeClient,
     operators: Operators,
     lease_namespace: str,
-    local_node: LocalNode,
-    tmp_path_factory: pytest.TempPathFactory,
+    agent_image: str,
 ) -> OperatorProcess:
-    local_node.add_image(
-        AGENT_IMAGE,
-        checkout_image(tmp_path_factory.mktemp("agent-image")),
-        entrypoint=["etcdop"],
-    )
     op = operators.start(
         "op-etcdrestore",
         lease_namespace=lease_namespace,
-        extra_args=[f"--agent-image={AGENT_IMAGE}"],
+        extra_args=[f"--agent-image={agent_image}"],
     )
     await op.wait_serving()
     await wait_lease_holder(etcdcluster_crd, lease_namespace, op.identity, within=60)

@@ -1,4 +1,4 @@
-"""The real node (ETCDOP_NODE=kubelet): upstream kubelets run our images with containerd and runc.
+"""The real node (the default): upstream kubelets run our images with containerd and runc.
 
 A pod with an emptyDir, a readiness probe and a native sidecar becomes Ready, and a person can
 read its logs and exec into it through the kubelet; a 3-member etcd made of plain pods behind a
@@ -8,6 +8,7 @@ headless Service forms by DNS names and answers, by DNS, from inside a pod.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ import kr8s.asyncio
 import pytest
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
+from e2e.localcluster.config import SERVICE_CIDR
 from e2e.localcluster.kubelet import faults as real_faults
 from e2e.localcluster.kubelet.images import PAUSE_IMAGE, etcd_image
 from e2e.localcluster.node.fixtures import LocalNode
@@ -207,6 +209,28 @@ async def test_three_member_etcd_of_plain_pods_forms_and_answers_by_dns_from_a_p
                           90, "finished")
     assert done["status"]["phase"] == "Succeeded", done["status"]
     out = await kubectl(local_node, "logs", "-n", ns, "client")
+    assert out.stdout.split() == ["k", "v"], out.stdout
+
+    # A Service IP routes (kube-proxy): the same read through a ClusterIP Service.
+    service = await create(kube, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "etcd-client", "namespace": ns},
+        "spec": {"selector": {"app": "etcd"}, "ports": [{"name": "client", "port": 2379}]},
+    })
+    cluster_ip = service["spec"]["clusterIP"]
+    assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(SERVICE_CIDR), cluster_ip
+    await create(kube, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "svc-client", "namespace": ns},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "etcdctl", "image": ETCD,
+            "command": ["etcdctl", f"--endpoints=http://{cluster_ip}:2379", "get", "k",
+                        "--consistency=l", "--command-timeout=20s"],
+        }]},
+    })
+    done = await wait_pod(kube, ns, "svc-client",
+                          lambda p: p["status"].get("phase") in ("Succeeded", "Failed"),
+                          90, "finished")
+    out = await kubectl(local_node, "logs", "-n", ns, "svc-client")
+    assert done["status"]["phase"] == "Succeeded", (done["status"], out.stdout, out.stderr)
     assert out.stdout.split() == ["k", "v"], out.stdout
 
 

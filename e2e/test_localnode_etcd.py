@@ -30,7 +30,7 @@ from e2e.localcluster.node.testing import (
     wait_ready,
 )
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.imitation]
 
 ETCD_VERSION = "v3.6.16"
 IMAGE = f"gcr.io/etcd-development/etcd:{ETCD_VERSION}"

@@ -26,7 +26,7 @@ from e2e.localcluster.node.testing import (
     wait_ready,
 )
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.imitation]
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from e2e.localcluster.node.sandbox_testing import (
     wait_until,
 )
 
+pytestmark = pytest.mark.imitation  # the older node agent's parts (ETCDOP_NODE=imitation)
+
 # Targets whose parents do not exist on the host: below an existing dir, through the /var/run
 # symlink, and at the top level (parent "/").
 DEEP = "/var/lib/etcdop-sbxtest/data"

@@ -25,6 +25,8 @@ from e2e.localcluster.node.sandbox_testing import (
     wait_until,
 )
 
+pytestmark = pytest.mark.imitation  # the older node agent's parts (ETCDOP_NODE=imitation)
+
 
 def _resolves_to(name: str, ip: str, tmp_path: Path) -> bool:
     return bool(getent(name, tmp_path).stdout.split()[:1] == [ip])

@@ -17,6 +17,8 @@ from e2e.localcluster.node.sandbox_testing import (
     wait_until,
 )
 
+pytestmark = pytest.mark.imitation  # the older node agent's parts (ETCDOP_NODE=imitation)
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[netns.Settings]:

@@ -6,6 +6,8 @@ import functools
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from e2e.localcluster.node import netns, proc
 from e2e.localcluster.node.sandbox_testing import (
     TEST_BRIDGE,
@@ -17,6 +19,8 @@ from e2e.localcluster.node.sandbox_testing import (
     spec,
     wait_until,
 )
+
+pytestmark = pytest.mark.imitation  # the older node agent's parts (ETCDOP_NODE=imitation)
 
 
 def _has_text(path: Path) -> bool:

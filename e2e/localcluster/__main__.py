@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--no-node", action="store_true", help="control plane and S3 only")
     up.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                    help="ETCDOP_NODE=kubelet: wait this long for another session's node")
+                    help="real nodes: wait this long for another session's node")
     sub.add_parser("down", help="stop everything `up` started and remove pod namespaces")
     sub.add_parser("status", help="say which parts are running")
     sub.add_parser("env", help="print export lines for KUBECONFIG and PATH")
-    sub.add_parser("usage", help="ETCDOP_NODE=kubelet: memory and CPU of containerd, kubelets")
+    sub.add_parser("usage", help="real nodes: memory and CPU of containerd, kubelets")
     n = sub.add_parser("node", help="node faults: stop NAME, start NAME, restart-all")
     n.add_argument("action", choices=["stop", "start", "restart-all"])
     n.add_argument("name", nargs="?", default=None, help="the Node, e.g. local-1")

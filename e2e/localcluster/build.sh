@@ -4,8 +4,8 @@
 # Every binary lands in $ETCDOP_CACHE/bin/<name>-<version>/ and is rebuilt only when missing,
 # so a warm machine pays nothing and a fresh one pays the cold build once.
 # Usage: build.sh [all|k8s|etcd|helm|s3|coredns|node]...
-# `node` (not part of `all` yet) builds the real node: kubelet, kube-proxy, containerd, runc,
-# the CNI plugins, crictl and a pause binary (ETCDOP_NODE=kubelet, issue 8).
+# `node` (part of `all`) builds the real node: kubelet, kube-proxy, containerd, the CNI
+# plugins, crictl and a pause binary (runc is Debian's).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -151,7 +151,7 @@ t_all=$SECONDS
 for t in "${targets[@]}"; do
   case $t in
     all) for v in $ETCD_VERSIONS; do build_etcd "$v"; done
-         build_k8s; build_helm; build_s3; build_coredns ;;
+         build_k8s; build_helm; build_s3; build_coredns; build_node ;;
     k8s) build_k8s ;;
     etcd) for v in $ETCD_VERSIONS; do build_etcd "$v"; done ;;
     helm) build_helm ;;

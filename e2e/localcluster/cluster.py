@@ -36,6 +36,12 @@ class LocalCluster:
         self.procs = Procs(self.state_dir)
         self.nodes = nodes
 
+    def nodes_running(self) -> bool:
+        """Whether this cluster's nodes run (the kubelets, or the imitation's agent)."""
+        if kubelet.enabled():
+            return self.real_nodes().running()
+        return self.procs.alive(NODE_AGENT)
+
     def real_nodes(self) -> RealNodes:
         return RealNodes(self.state_dir, self.control_plane.kubeconfig, self.control_plane.pki_dir,
                          self.nodes)
@@ -73,7 +79,7 @@ class LocalCluster:
             self._wait_nodes_ready()
 
     def _up_real_nodes(self, lock_wait: float) -> None:
-        """Real kubelets (ETCDOP_NODE=kubelet) under the machine lock, which a small process
+        """Real kubelets (the default node) under the machine lock, which a small process
         keeps until `down`; waits LOCK_WAIT seconds for another session to release it."""
         import sys
         import time

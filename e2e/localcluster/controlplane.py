@@ -144,7 +144,7 @@ class ControlPlane:
             f"--cert-dir={self.pki_dir}",
             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={ca}",
-            # Node: what real kubelets (ETCDOP_NODE=kubelet) may read and write, as on any cluster.
+            # Node: what real kubelets may read and write, as on any cluster.
             "--authorization-mode=Node,RBAC",
             # Node names do not resolve here: reach kubelets by their InternalIP.
             "--kubelet-preferred-address-types=InternalIP,Hostname",
@@ -156,7 +156,9 @@ class ControlPlane:
             f"--service-cluster-ip-range={config.SERVICE_CIDR}",
             "--allow-privileged=true",
             "--profiling=false",
-            "--endpoint-reconciler-type=none",
+            # The `kubernetes` Service's endpoints (the advertise address): pods on the real
+            # node reach the API server by its ClusterIP, as in any cluster (kube-proxy).
+            "--endpoint-reconciler-type=lease",
             "--v=1",
         ])
         self._wait_healthy("kube-apiserver", f"{self.server}/readyz", timeout)

@@ -1,4 +1,4 @@
-"""The ``local_node`` fixture on real nodes (ETCDOP_NODE=kubelet): the same LocalNode handle,
+"""The ``local_node`` fixture on real nodes (the default): the same LocalNode handle,
 its helpers done through the kubelet, containerd and crictl instead of the imitation agent."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.controlplane import ControlPlane
 from e2e.localcluster.fixtures import reuse_requested
 from e2e.localcluster.kubelet import faults as real_faults
+from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, Image
 from e2e.localcluster.kubelet.nodes import RealNodes
 from e2e.localcluster.node.fixtures import LocalNode, machine_lock
 
@@ -36,6 +37,14 @@ class KubeletNode(LocalNode):
             "real nodes run OCI images: build one with e2e.localcluster.kubelet.images and "
             "import it (a directory of host executables is the imitation's image)"
         )
+
+    def this_checkout_image(self, ref: str, directory: Path) -> str:
+        """The product's image, which `make image` builds from this checkout's Dockerfile and
+        the nodes import at start (REF and DIRECTORY are the imitation's)."""
+        return PRODUCT_IMAGE
+
+    def add_oci_image(self, image: Image) -> None:
+        self.nodes.add_image(image)
 
     def pod_logs(self, ns: str, name: str, container: str, previous: bool = False) -> str:
         argv = [str(bin_path("kubectl")), f"--kubeconfig={self.nodes.kubeconfig}", "logs",
@@ -88,9 +97,8 @@ async def real_local_node(control_plane: ControlPlane) -> AsyncIterator[LocalNod
     if reuse_requested():
         if not real.running():
             raise RuntimeError(
-                "ETCDOP_REUSE_CLUSTER and ETCDOP_NODE=kubelet are set but no kubelets run for "
-                f"{control_plane.state_dir}: run "
-                "`ETCDOP_NODE=kubelet python -m e2e.localcluster up`"
+                "ETCDOP_REUSE_CLUSTER is set but no kubelets run for "
+                f"{control_plane.state_dir}: run `python -m e2e.localcluster up`"
             )
         await asyncio.to_thread(real.wait_ready, 60)
         yield handle

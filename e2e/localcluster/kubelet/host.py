@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ KUBELET_SYSCTLS = {
     "kernel/keys/root_maxkeys": 1000000,
     "kernel/keys/root_maxbytes": 25000000,
 }
+# kube-proxy: a Service IP answered by a pod is routed through the host.
+SERVICE_SYSCTLS = {"net/ipv4/ip_forward": 1}
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # The device manager's registration socket is fixed in the kubelet (pluginapi.KubeletSocket).
 DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
@@ -44,7 +47,7 @@ class HostChanges:
             data: dict[str, Any] = json.loads(self.path.read_text())
             return data
         except FileNotFoundError:
-            return {"sysctls": {}, "cgroups": [], "addresses": [], "paths": []}
+            return {"sysctls": {}, "cgroups": [], "addresses": [], "paths": [], "cleanup": []}
 
     def _save(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,9 +57,9 @@ class HostChanges:
 
     # -- apply ------------------------------------------------------------------------------------
 
-    def set_kernel_settings(self) -> None:
+    def set_kernel_settings(self, settings: dict[str, int] = KUBELET_SYSCTLS) -> None:
         data = self._load()
-        for key, want in KUBELET_SYSCTLS.items():
+        for key, want in settings.items():
             f = Path("/proc/sys") / key
             old = int(f.read_text().split()[0])
             if old == want:
@@ -93,12 +96,29 @@ class HostChanges:
         data["paths"].append(str(path))
         self._save(data)
 
+    def note_kube_proxy(self, cleanup: list[str], path: str) -> None:
+        """CLEANUP (`kube-proxy --cleanup`) is run on undo, then every KUBE-* chain that was
+        not there before is removed: --cleanup leaves KUBE-FIREWALL (filter) and its jumps."""
+        data = self._load()
+        entry = {"argv": cleanup, "path": path}
+        if entry not in data.setdefault("cleanup", []):
+            data["cleanup"].append(entry)
+            data.setdefault("kube_chains", kube_chains())
+            self._save(data)
+
     # -- undo -------------------------------------------------------------------------------------
 
     def undo(self) -> list[str]:
         """Put back everything recorded; returns what could not be undone (to report)."""
         data = self._load()
         problems: list[str] = []
+        for entry in data.get("cleanup", []):
+            r = subprocess.run(entry["argv"], env={"PATH": entry["path"]}, capture_output=True,
+                               text=True, timeout=60)
+            if r.returncode != 0:
+                problems.append(f"{' '.join(entry['argv'])}: {r.stderr.strip()[-500:]}")
+        if "kube_chains" in data:
+            problems += remove_kube_chains(set(data["kube_chains"]))
         for key, old in data["sysctls"].items():
             try:
                 (Path("/proc/sys") / key).write_text(f"{old}\n")
@@ -120,6 +140,41 @@ class HostChanges:
                     path.rmdir()
         self.path.unlink(missing_ok=True)
         return problems
+
+
+IPTABLES = ("iptables", "ip6tables")
+TABLES = ("filter", "nat", "mangle")
+
+
+def kube_chains() -> list[str]:
+    """The KUBE-* chains on the host now, as `<tool>:<table>:<chain>`."""
+    found = []
+    for tool in IPTABLES:
+        for table in TABLES:
+            r = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True)
+            for line in r.stdout.splitlines():
+                if line.startswith("-N KUBE-"):
+                    found.append(f"{tool}:{table}:{line.split()[1]}")
+    return found
+
+
+def remove_kube_chains(keep: set[str]) -> list[str]:
+    """Remove the KUBE-* chains not in KEEP, with every rule that jumps to them."""
+    problems: list[str] = []
+    for name in kube_chains():
+        if name in keep:
+            continue
+        tool, table, chain = name.split(":")
+        rules = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
+        for line in rules.splitlines():
+            args = shlex.split(line)
+            if args[0] == "-A" and args[-2:] == ["-j", chain]:
+                subprocess.run([tool, "-t", table, "-D", *args[1:]], capture_output=True)
+        subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+        r = subprocess.run([tool, "-t", table, "-X", chain], capture_output=True, text=True)
+        if r.returncode != 0:
+            problems.append(f"{tool} -t {table} -X {chain}: {r.stderr.strip()}")
+    return problems
 
 
 def v1_hierarchies(with_unified: bool = False) -> list[Path]:

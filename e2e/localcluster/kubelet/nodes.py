@@ -1,6 +1,6 @@
 """Real nodes: the upstream kubelet with containerd 2 and runc, several on one machine (as kind
 runs one container per node, here each node has its own containerd, state, root-dir, cgroup
-root and InternalIP on the pod bridge). Selected with ETCDOP_NODE=kubelet.
+root and InternalIP on the pod bridge). The default node (ETCDOP_NODE=imitation: the older agent).
 
 Layout, for node local-<i> of a cluster whose files live in STATE:
   STATE/kubelet-nodes/local-<i>/   containerd root, kubelet root-dir, pod logs, CNI config, IPAM
@@ -30,7 +30,7 @@ from e2e.localcluster import config
 from e2e.localcluster.binaries import K8S_VERSION, VERSIONS, bin_path, cache_dir
 from e2e.localcluster.controlplane import write_kubeconfig
 from e2e.localcluster.kubelet import images
-from e2e.localcluster.kubelet.host import DEVICE_PLUGINS, HostChanges
+from e2e.localcluster.kubelet.host import DEVICE_PLUGINS, SERVICE_SYSCTLS, HostChanges
 from e2e.localcluster.pki import CertificateAuthority
 from e2e.localcluster.procs import GaveUp, Procs, wait_for
 
@@ -38,6 +38,7 @@ RUN_ROOT = Path("/run/etcdop/kn")
 REPO = Path(__file__).resolve().parents[3]
 PROVISIONER = "kn-provisioner"
 LOCK_HOLDER = "kn-machine-lock"
+KUBE_PROXY = "kn-kube-proxy"
 KUBELET_PORT = 10250
 # Tools the kubelet and containerd may exec. Their PATH holds only these (and our binaries): with
 # iptables on its PATH the kubelet adds KUBE-FIREWALL rules to the host's firewall.
@@ -124,6 +125,40 @@ def host_tools_dir(state: Path) -> Path:
                 link.symlink_to(Path(s) / tool)
                 break
     return d
+
+
+def kube_proxy_path() -> Path:
+    return kubelet_path().parent / "kube-proxy"
+
+
+def kube_proxy_path_env() -> str:
+    """kube-proxy (unlike the kubelet) must write the host's firewall: iptables on its PATH."""
+    return "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def kube_proxy_config(kubeconfig: Path) -> dict[str, Any]:
+    """iptables mode, all health and metrics on loopback, and no kernel setting it would change
+    without undoing: conntrack sizes and timeouts left alone, no localhost NodePorts (those
+    set route_localnet). masqueradeAll: a pod answering a Service IP replies through the host,
+    not straight over the bridge, so the reply is translated back."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": node_names(1)[0],
+        "clusterCIDR": config.POD_CIDR,
+        "bindAddress": "127.0.0.1",
+        "healthzBindAddress": "127.0.0.1:10256",
+        "metricsBindAddress": "127.0.0.1:10249",
+        "bindAddressHardFail": False,
+        "nodePortAddresses": [config.POD_CIDR],
+        "iptables": {"masqueradeAll": True, "localhostNodePorts": False, "syncPeriod": "30s",
+                     "minSyncPeriod": "0s"},
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s", "tcpBeLiberal": False,
+                      "udpTimeout": "0s", "udpStreamTimeout": "0s"},
+    }
 
 
 def daemon_path(state: Path) -> str:
@@ -335,6 +370,7 @@ class RealNodes:
         self.timings["dns_ready"] = time.monotonic() - t0
         for n in self.nodes:
             self._start_kubelet(n)
+        self._start_kube_proxy()
         if not self.procs.alive(PROVISIONER):
             self.procs.start(PROVISIONER, [
                 sys.executable, "-m", "e2e.localcluster.kubelet", "provisioner",
@@ -409,6 +445,16 @@ class RealNodes:
             # The CRI plugin never garbage-collects pinned images; ours cannot be pulled again.
             self.ctr(n, "images", "label", name, "io.cri-containerd.pinned=pinned")
 
+    def add_image(self, image: images.Image) -> None:
+        """IMAGE written and imported into every node's containerd, pinned (a test's own image,
+        such as an etcd that cannot start)."""
+        tarball = images.build_all(self.state / "images", [image])[0]
+        for n in self.nodes:
+            r = self.ctr(n, "images", "import", str(tarball))
+            if r.returncode != 0:
+                raise RuntimeError(f"ctr images import {tarball} on {n.name}: {r.stderr.strip()}")
+            self.ctr(n, "images", "label", image.name, "io.cri-containerd.pinned=pinned")
+
     def _start_kubelet(self, n: Node) -> None:
         if self.procs.alive(n.kubelet_proc):
             return
@@ -432,6 +478,30 @@ class RealNodes:
             f"--hostname-override={n.name}", f"--node-ip={n.ip}",
             "--node-labels=node.etcdop.io/local=true", "--v=1",
         ], env={"PATH": daemon_path(self.state)})
+
+    def _kube_proxy_argv(self, *extra: str) -> list[str]:
+        return [str(kube_proxy_path()), f"--config={self.state / 'kube-proxy.yaml'}", *extra]
+
+    def _start_kube_proxy(self) -> None:
+        """One kube-proxy for the host (every node shares its network): Service IPs route, so a
+        pod reaches the API server and an EtcdCluster's client Service by their ClusterIPs. Its
+        iptables chains are removed again by `kube-proxy --cleanup` on `down`; IP forwarding is
+        on meanwhile (a Service IP answered by a pod is routed through the host)."""
+        if self.procs.alive(KUBE_PROXY):
+            return
+        self.host.set_kernel_settings(SERVICE_SYSCTLS)
+        ca = CertificateAuthority(self.pki_dir)
+        cert = ca.issue("kube-proxy", "system:kube-proxy", client=True)
+        server = yaml.safe_load(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        kc = self.state / "kube-proxy.kubeconfig"
+        write_kubeconfig(kc, server, ca.cert_path, cert, "system:kube-proxy")
+        (self.state / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(kc)))
+        self.host.note_kube_proxy(self._kube_proxy_argv("--cleanup"), kube_proxy_path_env())
+        self.procs.start(KUBE_PROXY, self._kube_proxy_argv("--v=1"),
+                         env={"PATH": kube_proxy_path_env()})
+
+    def _stop_kube_proxy(self) -> None:
+        self.procs.stop(KUBE_PROXY, grace=10)
 
     def hold_lock(self, fd: int) -> None:
         """Keep the machine lock (fd FD, flocked) in a process of its own until `stop`, as the
@@ -478,6 +548,7 @@ class RealNodes:
         from e2e.localcluster.node import netns
 
         self.procs.stop(PROVISIONER)
+        self._stop_kube_proxy()
         for n in self.nodes:
             self.procs.stop(n.kubelet_proc, grace=20)
         for n in self.nodes:

@@ -25,7 +25,7 @@ class FaultError(RuntimeError):
 
 
 def _real_nodes() -> bool:
-    """Real kubelets run here (ETCDOP_NODE=kubelet): faults go through their runtime instead."""
+    """Real kubelets run here (the default node): faults go through their runtime instead."""
     from e2e.localcluster.kubelet.nodes import RUN_ROOT
 
     return (RUN_ROOT / "cluster.json").exists()

@@ -43,6 +43,14 @@ class LocalNode:
     def images_file(self) -> Path:
         return self.state_dir / "images.yaml"
 
+    def this_checkout_image(self, ref: str, directory: Path) -> str:
+        """An image that runs THIS checkout's code in pods (the operator, the agent): here REF,
+        mapped to a launcher in DIRECTORY."""
+        from e2e.operator import checkout_image
+
+        self.add_image(ref, checkout_image(directory), entrypoint=["etcdop"])
+        return ref
+
     def add_image(
         self,
         ref: str,
@@ -140,7 +148,7 @@ async def local_node(
 ) -> AsyncIterator[LocalNode]:
     from e2e.localcluster import kubelet as real_node
 
-    if real_node.enabled():  # ETCDOP_NODE=kubelet: upstream kubelets instead of the imitation
+    if real_node.enabled():  # upstream kubelets unless ETCDOP_NODE=imitation
         from e2e.localcluster.kubelet.fixtures import real_local_node
 
         async for real in real_local_node(control_plane):
