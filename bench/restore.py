@@ -34,20 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.cluster import LocalCluster
-from e2e.localcluster.node import images
 from e2e.operator import (
     ETCD_VERSION,
     GROUP_VERSION,
     KubeClient,
     Operators,
-    checkout_image,
     etcd_cluster,
     install_crd,
     member_endpoints,
+    this_checkout_image,
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import AGENT_IMAGE, backups_path, secret
+from e2e.test_etcdbackup import backups_path, secret
 from etcdop.etcd import EtcdClient
 
 MIB = 1024 * 1024
@@ -227,12 +226,12 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         api = await kr8s.asyncio.api(kubeconfig=str(cluster.control_plane.kubeconfig))
         kube = KubeClient(api)
         await install_crd(kube)
-        images.add_image(cluster.state_dir / "node" / "images.yaml", AGENT_IMAGE,
-                         checkout_image(work / "agent-image"), entrypoint=["etcdop"])
+        agent_image = this_checkout_image(cluster.state_dir, "etcdop-checkout:bench",
+                                          work / "agent-image")
         await kube.create("/api/v1/namespaces", {"metadata": {"name": NS}})
         await kube.create(f"/api/v1/namespaces/{NS}/secrets",
                           secret("s3-creds", s3.access_key, s3.secret_key))
-        op = ops.start("bench", lease_namespace=NS, extra_args=[f"--agent-image={AGENT_IMAGE}"])
+        op = ops.start("bench", lease_namespace=NS, extra_args=[f"--agent-image={agent_image}"])
         await op.wait_serving()
         await wait_lease_holder(kube, NS, op.identity, 60)
         for size in (int(s) for s in args.sizes.split(",")):

@@ -28,7 +28,7 @@ from typing import Any
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.cluster import LocalCluster
-from e2e.operator import checkout_image
+from e2e.operator import this_checkout_image
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "etcdop"
@@ -38,7 +38,7 @@ NAMESPACE = "demo"
 CLUSTER = "demo"
 BUCKET = "etcdop-demo"
 BACKUP = "demo-first"
-IMAGE = "etcdop:demo"  # the imitation maps it to this checkout's code (see operator_image)
+IMAGE = "etcdop:demo"  # the imitation maps it to this checkout's code (this_checkout_image)
 VERSION = ETCD_VERSIONS[0].lstrip("v")
 KEYS = {f"/demo/key-{i:02d}": f"value {i}" for i in range(10)}
 
@@ -179,28 +179,14 @@ def cluster_up(demo: Demo) -> None:
         demo.tool("kubectl", "get", "nodes")
 
 
-def operator_image(demo: Demo) -> str:
-    """This checkout's code as the operator's image: on the kubelets, the product image `make
-    image` built from the Dockerfile (the nodes import it); on the imitation, IMAGE mapped to it."""
-    from e2e.localcluster import kubelet
-
-    if kubelet.enabled():
-        from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, PRODUCT_TARBALL
-
-        if not PRODUCT_TARBALL.is_file():
-            raise StepFailed(f"{PRODUCT_TARBALL} is missing: run `make image` first")
-        return PRODUCT_IMAGE
-    from e2e.localcluster.node.images import add_image
-
-    image_dir = checkout_image(demo.cluster.state_dir / "images" / "etcdop-demo")
-    add_image(demo.cluster.state_dir / "node" / "images.yaml", IMAGE, image_dir,
-              entrypoint=["etcdop"])
-    return IMAGE
-
-
 def install_chart(demo: Demo) -> None:
     with demo.step("etcdop installed with Helm; the operator runs as Pods from the chart"):
-        repo, tag = operator_image(demo).rsplit(":", 1)
+        try:
+            image = this_checkout_image(demo.cluster.state_dir, IMAGE,
+                                        demo.cluster.state_dir / "images" / "etcdop-demo")
+        except RuntimeError as e:
+            raise StepFailed(str(e)) from None
+        repo, tag = image.rsplit(":", 1)
         demo.tool("helm", "upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NS,
                   "--create-namespace", "--set", f"image.repository={repo}",
                   "--set", f"image.tag={tag}", timeout=180)

@@ -733,6 +733,26 @@ async def wait_lease_holder(kube: KubeClient, ns: str, identity: str, within: fl
     return (await leases(kube, ns))[0]
 
 
+def this_checkout_image(cluster_state: Path, ref: str, directory: Path) -> str:
+    """The image that runs THIS checkout's code in pods (the operator, the agent). On the
+    kubelets (the default node): the product image `make image` built from the checkout's
+    Dockerfile, which every node imports at start. On the imitation: REF, mapped to a launcher
+    of the checkout in DIRECTORY (see `checkout_image`)."""
+    from e2e.localcluster import kubelet
+
+    if kubelet.enabled():
+        from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, PRODUCT_TARBALL
+
+        if not PRODUCT_TARBALL.is_file():
+            raise RuntimeError(f"{PRODUCT_TARBALL} is missing: run `make image` first")
+        return PRODUCT_IMAGE
+    from e2e.localcluster.node.images import add_image
+
+    add_image(cluster_state / "node" / "images.yaml", ref, checkout_image(directory),
+              entrypoint=["etcdop"])
+    return ref
+
+
 def checkout_image(directory: Path) -> Path:
     """A directory playing an etcdop image that runs THIS checkout's code (the pods' processes do
     not inherit the tests' PYTHONPATH, so the built-in etcdop image runs the installed package),

@@ -15,7 +15,7 @@ from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.controlplane import ControlPlane
 from e2e.localcluster.fixtures import reuse_requested
 from e2e.localcluster.kubelet import faults as real_faults
-from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, Image
+from e2e.localcluster.kubelet.images import Image
 from e2e.localcluster.kubelet.nodes import RealNodes
 from e2e.localcluster.node.fixtures import LocalNode, machine_lock
 
@@ -37,11 +37,6 @@ class KubeletNode(LocalNode):
             "real nodes run OCI images: build one with e2e.localcluster.kubelet.images and "
             "import it (a directory of host executables is the imitation's image)"
         )
-
-    def this_checkout_image(self, ref: str, directory: Path) -> str:
-        """The product's image, which `make image` builds from this checkout's Dockerfile and
-        the nodes import at start (REF and DIRECTORY are the imitation's)."""
-        return PRODUCT_IMAGE
 
     def add_oci_image(self, image: Image) -> None:
         self.nodes.add_image(image)

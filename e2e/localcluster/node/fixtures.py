@@ -44,12 +44,10 @@ class LocalNode:
         return self.state_dir / "images.yaml"
 
     def this_checkout_image(self, ref: str, directory: Path) -> str:
-        """An image that runs THIS checkout's code in pods (the operator, the agent): here REF,
-        mapped to a launcher in DIRECTORY."""
-        from e2e.operator import checkout_image
+        """An image that runs THIS checkout's code in pods (e2e.operator.this_checkout_image)."""
+        from e2e.operator import this_checkout_image
 
-        self.add_image(ref, checkout_image(directory), entrypoint=["etcdop"])
-        return ref
+        return this_checkout_image(self.cluster_state_dir, ref, directory)
 
     def add_image(
         self,
