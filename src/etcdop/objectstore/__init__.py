@@ -6,6 +6,7 @@ from etcdop.objectstore.config import ENCRYPTIONS, Credentials, StoreConfig
 from etcdop.objectstore.errors import (
     BadCredentials,
     BucketMissing,
+    ChecksumNotChecked,
     EndpointDown,
     HashMismatch,
     ObjectExists,
@@ -27,6 +28,7 @@ __all__ = [
     "BackupKey",
     "BadCredentials",
     "BucketMissing",
+    "ChecksumNotChecked",
     "Credentials",
     "EndpointDown",
     "HashMismatch",

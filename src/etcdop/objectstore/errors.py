@@ -53,6 +53,13 @@ class HashMismatch(StoreError):
     reason = "HashMismatch"
 
 
+class ChecksumNotChecked(StoreError):
+    """Over plain http bodies go without a payload signature, so the server must confirm each
+    body's checksum; one that does not cannot be trusted with them."""
+
+    reason = "ChecksumNotChecked"
+
+
 class SizeMismatch(StoreError):
     reason = "SizeMismatch"
 

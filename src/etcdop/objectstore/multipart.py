@@ -186,6 +186,7 @@ class MultipartStream:
                     ChecksumSHA256=digest,
                     **store.config.read_params(),
                 )
+                store.confirm(f"upload part {number}", key, digest, resp)
                 return str(resp["ETag"]), digest
 
             etag, digest = await store.call(f"upload part {number}", key, send)

@@ -20,6 +20,7 @@ from botocore.config import Config
 
 from etcdop.objectstore.config import StoreConfig
 from etcdop.objectstore.errors import (
+    ChecksumNotChecked,
     HashMismatch,
     ObjectMissing,
     SizeMismatch,
@@ -83,11 +84,12 @@ class ObjectStore:
                 config=Config(
                     s3={
                         "addressing_style": "path" if config.force_path_style else "auto",
-                        # Every body we send that matters carries a signed x-amz-checksum-sha256
-                        # header (parts, metadata; a completed upload is checked by `head`), so
-                        # the server checks the body against a signed digest. Signing the body's
-                        # sha256 too (botocore does on plain http) was a second pass over every
-                        # byte of a backup for no extra assurance (docs/decisions.md).
+                        # Every body we send carries a signed x-amz-checksum-sha256 header
+                        # (parts, metadata) that the server checks, and botocore would hash each
+                        # body again to sign it: a second pass over every byte of a backup.
+                        # Over plain http that signature was the only integrity check a server
+                        # that ignores checksums makes, so there `confirm` requires the server to
+                        # echo every checksum and `head` to keep one (docs/decisions.md).
                         "payload_signing_enabled": False,
                     },
                     retries={"mode": "standard", "max_attempts": max_attempts},
@@ -100,6 +102,19 @@ class ObjectStore:
                 ),
             )
         self._on_abort_failed = on_abort_failed
+        # Plain http: no TLS either, so a server that checks no checksum is refused (fail closed).
+        self.checksums_required = not self.endpoint.startswith("https://") and bool(config.endpoint)
+
+    def confirm(self, operation: str, key: str, sent: str, resp: dict[str, Any]) -> None:
+        """Over plain http, the server's response to a body must echo its checksum SENT."""
+        echoed = resp.get("ChecksumSHA256")
+        if self.checksums_required and echoed != sent:
+            raise ChecksumNotChecked(
+                f"{operation} s3://{self.bucket}/{key}: the server at {self.endpoint} did not "
+                f"confirm the body's sha256 (it answered {echoed or 'none'}); over plain http "
+                "bodies are trusted only to a server that checks x-amz-checksum-sha256: use "
+                "https, or a server that checks checksums"
+            )
 
     async def call(self, operation: str, key: str, fn: Callable[[Any], T]) -> T:
         """FN(boto3 client) in a worker thread, its failure translated to a StoreError."""
@@ -143,7 +158,7 @@ class ObjectStore:
         """Create the small object KEY (conditional create: fails with ObjectExists)."""
         body = json.dumps(document, indent=2, sort_keys=True).encode()
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-        await self.call(
+        resp: dict[str, Any] = await self.call(
             "put",
             key,
             lambda c: c.put_object(
@@ -156,6 +171,7 @@ class ObjectStore:
                 **self.config.sse_params(),
             ),
         )
+        self.confirm("put", key, digest, resp)
 
     async def abort(
         self,
@@ -276,6 +292,12 @@ class ObjectStore:
                 "the object was deleted"
             )
         kept = head.get("ChecksumSHA256")
+        if not kept and self.checksums_required:
+            raise ChecksumNotChecked(
+                f"upload {where}: the server at {self.endpoint} keeps no checksum of the object, "
+                "so over plain http nothing checked its bytes; the object was deleted: use "
+                "https, or a server that checks checksums"
+            )
         if kept and kept != sent.composite_sha256:
             raise HashMismatch(
                 f"upload {where}: the server's checksum {kept} differs from the parts' "
