@@ -102,8 +102,8 @@ say "docker build $IMAGE (BASE_IMAGE=$BASE_IMAGE, ETCD_IMAGE=$ETCD_IMAGE)"
 docker build --quiet --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" \
   --build-arg "ETCD_IMAGE=$ETCD_IMAGE" --tag "$IMAGE" . >/dev/null
 
-# Saved for the real node: `ETCDOP_NODE=kubelet` imports it into each containerd as the agent
-# sidecar's image (e2e/localcluster/kubelet/images.py, PRODUCT_TARBALL).
+# Saved for the local cluster's real nodes: each containerd imports it as the agent sidecar's and
+# the chart's image (e2e/localcluster/kubelet/images.py, PRODUCT_TARBALL).
 say "docker save $IMAGE -> $WORK/image.tar"
 docker save -o "$WORK/image.tar" "$IMAGE"
 

@@ -30,9 +30,8 @@ from e2e.operator import (
     wait_namespaces_gone,
 )
 
-# The real node's own tests run only on real nodes: `make test-kubelet` (a session of its own,
-# since the node kind is chosen per session). The default run does not collect them rather
-# than showing them skipped.
+# The real node's own tests run only on real nodes (the default; the node kind is chosen per
+# session). With ETCDOP_NODE=imitation they are not collected rather than shown skipped.
 collect_ignore = [] if kubelet.enabled() else ["test_kubelet_node.py"]
 
 NAMESPACES_GONE_WITHIN = 180.0  # pods get their grace period, then the namespace controller

@@ -745,6 +745,13 @@ def this_checkout_image(cluster_state: Path, ref: str, directory: Path) -> str:
 
         if not PRODUCT_TARBALL.is_file():
             raise RuntimeError(f"{PRODUCT_TARBALL} is missing: run `make image` first")
+        src = Path(__file__).resolve().parents[1] / "src" / "etcdop"
+        newest = max(p.stat().st_mtime for p in src.rglob("*.py"))
+        if newest > PRODUCT_TARBALL.stat().st_mtime:
+            raise RuntimeError(
+                f"{PRODUCT_TARBALL} is older than the code in {src}: pods would run old code; "
+                "run `make image` (and restart a reused cluster's nodes, which import it)"
+            )
         return PRODUCT_IMAGE
     from e2e.localcluster.node.images import add_image
 

@@ -308,11 +308,11 @@ class LossWindow:
         )
 
 
-@dataclass
 @dataclass(frozen=True)
 class Stall:
-    """A tick of the monitor that came late, and what the process did meanwhile: CPU time near
-    the lateness means this process was busy (its own code, a collection); near zero means it
+    """A tick of the monitor that came late, and what the process did meanwhile (CPU of all its
+    threads, so a rough sign): CPU time near the lateness means this process was busy (its own
+    code, a collection); near zero means it
     was not running (descheduled by the machine, or blocked in a call that holds the loop)."""
 
     at: float

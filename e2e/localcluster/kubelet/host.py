@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class HostChanges:
             data: dict[str, Any] = json.loads(self.path.read_text())
             return data
         except FileNotFoundError:
-            return {"sysctls": {}, "cgroups": [], "addresses": [], "paths": [], "cleanup": []}
+            return {"sysctls": {}, "cgroups": [], "addresses": [], "paths": []}
 
     def _save(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,15 +97,23 @@ class HostChanges:
         data["paths"].append(str(path))
         self._save(data)
 
-    def note_kube_proxy(self, cleanup: list[str], path: str) -> None:
-        """CLEANUP (`kube-proxy --cleanup`) is run on undo, then every KUBE-* chain that was
-        not there before is removed: --cleanup leaves KUBE-FIREWALL (filter) and its jumps."""
+    def note_kube_proxy(self) -> None:
+        """Before our kube-proxy starts: undo will remove every KUBE-* chain (and each rule
+        jumping to one) that is there then. Another kube-proxy's chains would be ours to
+        remove too, so a host that has any is refused. (`kube-proxy --cleanup` is not used: it
+        removes any kube-proxy's chains, leaves KUBE-FIREWALL, and loads the ipvs modules.)"""
         data = self._load()
-        entry = {"argv": cleanup, "path": path}
-        if entry not in data.setdefault("cleanup", []):
-            data["cleanup"].append(entry)
-            data.setdefault("kube_chains", kube_chains())
-            self._save(data)
+        if data.get("kube_proxy"):
+            return  # recorded by an earlier start of this cluster: its chains are ours
+        found = kube_chains()
+        if found:
+            raise RuntimeError(
+                f"the host already has kube-proxy chains {found[:6]}: another cluster's "
+                "kube-proxy runs here, or an earlier one was not stopped; run "
+                "`python -m e2e.localcluster down` for that cluster (or remove them)"
+            )
+        data["kube_proxy"] = True
+        self._save(data)
 
     # -- undo -------------------------------------------------------------------------------------
 
@@ -112,13 +121,8 @@ class HostChanges:
         """Put back everything recorded; returns what could not be undone (to report)."""
         data = self._load()
         problems: list[str] = []
-        for entry in data.get("cleanup", []):
-            r = subprocess.run(entry["argv"], env={"PATH": entry["path"]}, capture_output=True,
-                               text=True, timeout=60)
-            if r.returncode != 0:
-                problems.append(f"{' '.join(entry['argv'])}: {r.stderr.strip()[-500:]}")
-        if "kube_chains" in data:
-            problems += remove_kube_chains(set(data["kube_chains"]))
+        if data.get("kube_proxy"):
+            problems += remove_kube_chains()
         for key, old in data["sysctls"].items():
             try:
                 (Path("/proc/sys") / key).write_text(f"{old}\n")
@@ -146,34 +150,47 @@ IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle")
 
 
+def _rules(tool: str, table: str) -> list[str]:
+    if shutil.which(tool) is None:
+        return []
+    return subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout.split(
+        "\n"
+    )
+
+
 def kube_chains() -> list[str]:
     """The KUBE-* chains on the host now, as `<tool>:<table>:<chain>`."""
-    found = []
+    return [
+        f"{tool}:{table}:{line.split()[1]}"
+        for tool in IPTABLES
+        for table in TABLES
+        for line in _rules(tool, table)
+        if line.startswith("-N KUBE-")
+    ]
+
+
+def remove_kube_chains() -> list[str]:
+    """Every KUBE-* chain gone: first the rules of other chains that jump to one, then their
+    own rules (which jump to each other), then the chains. Returns what failed."""
+    problems: list[str] = []
     for tool in IPTABLES:
         for table in TABLES:
-            r = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True)
-            for line in r.stdout.splitlines():
-                if line.startswith("-N KUBE-"):
-                    found.append(f"{tool}:{table}:{line.split()[1]}")
-    return found
-
-
-def remove_kube_chains(keep: set[str]) -> list[str]:
-    """Remove the KUBE-* chains not in KEEP, with every rule that jumps to them."""
-    problems: list[str] = []
-    for name in kube_chains():
-        if name in keep:
-            continue
-        tool, table, chain = name.split(":")
-        rules = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
-        for line in rules.splitlines():
-            args = shlex.split(line)
-            if args[0] == "-A" and args[-2:] == ["-j", chain]:
-                subprocess.run([tool, "-t", table, "-D", *args[1:]], capture_output=True)
-        subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
-        r = subprocess.run([tool, "-t", table, "-X", chain], capture_output=True, text=True)
-        if r.returncode != 0:
-            problems.append(f"{tool} -t {table} -X {chain}: {r.stderr.strip()}")
+            lines = _rules(tool, table)
+            ours = [line.split()[1] for line in lines if line.startswith("-N KUBE-")]
+            for line in lines:
+                args = shlex.split(line) if line.startswith("-A ") and " -j KUBE-" in line else []
+                target = args[args.index("-j") + 1] if "-j" in args else ""
+                if args and args[1] not in ours and target in ours:
+                    r = subprocess.run([tool, "-t", table, "-D", *args[1:]], capture_output=True,
+                                       text=True)
+                    if r.returncode != 0:
+                        problems.append(f"{tool} -t {table} -D {line}: {r.stderr.strip()}")
+            for step in ("-F", "-X"):
+                for chain in ours:
+                    r = subprocess.run([tool, "-t", table, step, chain], capture_output=True,
+                                       text=True)
+                    if r.returncode != 0:
+                        problems.append(f"{tool} -t {table} {step} {chain}: {r.stderr.strip()}")
     return problems
 
 

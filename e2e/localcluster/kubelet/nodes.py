@@ -418,19 +418,26 @@ class RealNodes:
 
         wait_for(up, timeout, f"{n.containerd_proc} to serve CRI")
 
+    def _import_tarball(self, n: Node, tarball: Path, timeout: float = 120) -> None:
+        r = self.ctr(n, "images", "import", str(tarball), timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError(f"ctr images import {tarball} on {n.name}: {r.stderr.strip()}")
+
+    def _pin(self, n: Node, names: list[str]) -> None:
+        """Every name in NODE's images, pinned: the CRI plugin never garbage-collects pinned
+        images, and ours cannot be pulled again."""
+        listed = self.ctr(n, "images", "list", "-q").stdout.split()
+        for name in names:
+            if name not in listed:
+                raise RuntimeError(f"{name} not in {n.name}'s images after import: {listed}")
+            self.ctr(n, "images", "label", name, "io.cri-containerd.pinned=pinned")
+
     def _import(self, n: Node, tarballs: list[Path]) -> None:
         for t in tarballs:
-            r = self.ctr(n, "images", "import", "--no-unpack=false", str(t))
-            if r.returncode != 0:  # older flag sets: plain import
-                r = self.ctr(n, "images", "import", str(t))
-            if r.returncode != 0:
-                raise RuntimeError(f"ctr images import {t} on {n.name}: {r.stderr.strip()}")
+            self._import_tarball(n, t)
         names = [i.name for i in images.default_images()]
         if images.PRODUCT_TARBALL.is_file():
-            r = self.ctr(n, "images", "import", str(images.PRODUCT_TARBALL), timeout=300)
-            if r.returncode != 0:
-                raise RuntimeError(f"ctr images import {images.PRODUCT_TARBALL} on {n.name}: "
-                                   f"{r.stderr.strip()}")
+            self._import_tarball(n, images.PRODUCT_TARBALL, timeout=300)
             saved = "docker.io/library/etcdop:dev"  # `make image`'s tag, as ctr names it
             self.ctr(n, "images", "tag", "--force", saved, images.PRODUCT_IMAGE)
             names.append(images.PRODUCT_IMAGE)
@@ -438,22 +445,15 @@ class RealNodes:
             print(f"real node: no {images.PRODUCT_TARBALL}; member pods' agent sidecar "
                   f"({images.PRODUCT_IMAGE}) cannot start: run `make image` first",
                   file=sys.stderr)
-        listed = self.ctr(n, "images", "list", "-q").stdout.split()
-        for name in names:
-            if name not in listed:
-                raise RuntimeError(f"{name} not in {n.name}'s images after import: {listed}")
-            # The CRI plugin never garbage-collects pinned images; ours cannot be pulled again.
-            self.ctr(n, "images", "label", name, "io.cri-containerd.pinned=pinned")
+        self._pin(n, names)
 
     def add_image(self, image: images.Image) -> None:
         """IMAGE written and imported into every node's containerd, pinned (a test's own image,
         such as an etcd that cannot start)."""
         tarball = images.build_all(self.state / "images", [image])[0]
         for n in self.nodes:
-            r = self.ctr(n, "images", "import", str(tarball))
-            if r.returncode != 0:
-                raise RuntimeError(f"ctr images import {tarball} on {n.name}: {r.stderr.strip()}")
-            self.ctr(n, "images", "label", image.name, "io.cri-containerd.pinned=pinned")
+            self._import_tarball(n, tarball)
+            self._pin(n, [image.name])
 
     def _start_kubelet(self, n: Node) -> None:
         if self.procs.alive(n.kubelet_proc):
@@ -485,8 +485,8 @@ class RealNodes:
     def _start_kube_proxy(self) -> None:
         """One kube-proxy for the host (every node shares its network): Service IPs route, so a
         pod reaches the API server and an EtcdCluster's client Service by their ClusterIPs. Its
-        iptables chains are removed again by `kube-proxy --cleanup` on `down`; IP forwarding is
-        on meanwhile (a Service IP answered by a pod is routed through the host)."""
+        iptables chains are removed again on `down` (host.py); IP forwarding is on meanwhile (a
+        Service IP answered by a pod is routed through the host)."""
         if self.procs.alive(KUBE_PROXY):
             return
         self.host.set_kernel_settings(SERVICE_SYSCTLS)
@@ -496,7 +496,7 @@ class RealNodes:
         kc = self.state / "kube-proxy.kubeconfig"
         write_kubeconfig(kc, server, ca.cert_path, cert, "system:kube-proxy")
         (self.state / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(kc)))
-        self.host.note_kube_proxy(self._kube_proxy_argv("--cleanup"), kube_proxy_path_env())
+        self.host.note_kube_proxy()
         self.procs.start(KUBE_PROXY, self._kube_proxy_argv("--v=1"),
                          env={"PATH": kube_proxy_path_env()})
 
