@@ -131,9 +131,8 @@ def kube_proxy_path() -> Path:
     return kubelet_path().parent / "kube-proxy"
 
 
-def kube_proxy_path_env() -> str:
-    """kube-proxy (unlike the kubelet) must write the host's firewall: iptables on its PATH."""
-    return "/usr/sbin:/usr/bin:/sbin:/bin"
+# kube-proxy (unlike the kubelet) must write the host's firewall: iptables on its PATH.
+KUBE_PROXY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def kube_proxy_config(kubeconfig: Path) -> dict[str, Any]:
@@ -479,9 +478,6 @@ class RealNodes:
             "--node-labels=node.etcdop.io/local=true", "--v=1",
         ], env={"PATH": daemon_path(self.state)})
 
-    def _kube_proxy_argv(self, *extra: str) -> list[str]:
-        return [str(kube_proxy_path()), f"--config={self.state / 'kube-proxy.yaml'}", *extra]
-
     def _start_kube_proxy(self) -> None:
         """One kube-proxy for the host (every node shares its network): Service IPs route, so a
         pod reaches the API server and an EtcdCluster's client Service by their ClusterIPs. Its
@@ -497,8 +493,9 @@ class RealNodes:
         write_kubeconfig(kc, server, ca.cert_path, cert, "system:kube-proxy")
         (self.state / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(kc)))
         self.host.note_kube_proxy()
-        self.procs.start(KUBE_PROXY, self._kube_proxy_argv("--v=1"),
-                         env={"PATH": kube_proxy_path_env()})
+        self.procs.start(KUBE_PROXY, [str(kube_proxy_path()),
+                                      f"--config={self.state / 'kube-proxy.yaml'}", "--v=1"],
+                         env={"PATH": KUBE_PROXY_PATH})
 
     def _stop_kube_proxy(self) -> None:
         self.procs.stop(KUBE_PROXY, grace=10)
