@@ -1,4 +1,5 @@
-"""The facade's snapshot stream yields a snapshot that etcd's own tool accepts."""
+"""The facade's snapshot stream yields a snapshot that etcd's own tool accepts, and its
+failures are the facade's errors naming the member."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from e2e.localcluster.binaries import bin_path
-from etcdop.etcd import EtcdClient
+from etcdop.etcd import DeadlineExceeded, EtcdClient, EtcdError, Unavailable
 from tests.etcdprocs import EtcdProcs
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,3 +57,30 @@ async def test_snapshot_stopped_early_leaves_the_member_serving(
     again = b"".join([chunk async for chunk in etcd.snapshot(endpoint)])
     assert len(again) >= len(first)
     assert (await etcd.health(endpoint)).healthy
+
+
+async def test_snapshot_of_a_stopped_member_fails_naming_it(
+    etcd: EtcdClient, etcd_procs: EtcdProcs
+) -> None:
+    member = list(etcd_procs.members.values())[-1]
+    endpoint = member.endpoint
+    etcd_procs.kill(member.name)
+    with pytest.raises(Unavailable) as raised:
+        async for _ in etcd.snapshot(endpoint, within=5):
+            pass
+    assert endpoint in str(raised.value)
+
+
+async def test_snapshot_past_its_deadline_fails_with_the_facades_error(
+    etcd: EtcdClient, etcd_procs: EtcdProcs
+) -> None:
+    """The deadline ends the call on either side: the client's own (DEADLINE_EXCEEDED) or the
+    server's, which resets the stream (CANCELLED): either is a facade error naming the member."""
+    endpoint = etcd_procs.endpoints[0]
+    for i in range(50):
+        await etcd.put(f"/slow/{i:03d}", b"x" * 65536)
+    with pytest.raises(EtcdError) as raised:
+        async for _ in etcd.snapshot(endpoint, within=0.001):
+            pass
+    assert endpoint in str(raised.value)
+    assert isinstance(raised.value, DeadlineExceeded) or "CANCELLED" in str(raised.value)
