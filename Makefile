@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(BIN)/python -m e2e.localcluster
 
-.PHONY: dev infra lint test test-imitation test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
+.PHONY: dev infra lint test test-unit test-integration test-e2e cluster-up cluster-down demo demo-down image e2e-kind clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,11 +30,7 @@ test-unit: dev
 ## test: everything CI runs: lint, unit, integration and e2e suites on the local cluster, whose
 ## nodes are upstream kubelets running the product image (built first: member pods run its agent)
 test: dev infra image lint
-	$(BIN)/pytest -q -p no:cacheprovider --durations=15 -m "not imitation"
-
-## test-imitation: the older node agent (pods as local processes) and its own tests; not in CI
-test-imitation: dev infra
-	ETCDOP_NODE=imitation $(BIN)/pytest -q -p no:cacheprovider -m imitation e2e
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 cluster-up: dev infra image
 	$(LOCAL) up

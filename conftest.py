@@ -1,1 +1,1 @@
-pytest_plugins = ["e2e.localcluster.fixtures", "e2e.localcluster.node.fixtures"]
+pytest_plugins = ["e2e.localcluster.fixtures", "e2e.localcluster.kubelet.fixtures"]

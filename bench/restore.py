@@ -1,7 +1,7 @@
 """Restore in place, measured (not a test): `python bench/restore.py [--json] [--sizes 64,512]`.
 
 For each database size it brings up what it needs itself (a local cluster of its own: control
-plane, versitygw, the node agent, this checkout's operator and agent), fills a three-member
+plane, versitygw, real nodes, this checkout's operator and agent), fills a three-member
 EtcdCluster to that size with incompressible values, backs it up, writes more keys, creates an
 EtcdRestore and times it from creation until the EtcdRestore Succeeded and all members are
 Ready. It prints one line per size: `db_mib`, `restore_s`, `keys_expected` and `keys_found`
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import fcntl
 import json
 import os
 import subprocess
@@ -42,7 +41,7 @@ from e2e.operator import (
     etcd_cluster,
     install_crd,
     member_endpoints,
-    this_checkout_image,
+    product_image,
     wait_cluster_ready,
     wait_lease_holder,
 )
@@ -190,30 +189,9 @@ async def one_size(kube: KubeClient, s3: Any, size: int) -> dict[str, Any]:
     }
 
 
-def wait_for_machine(within: float = 3600) -> None:
-    """Wait until no test session holds the local-node lock (LocalCluster.up takes it itself,
-    and refuses at once when it is held)."""
-    from e2e.localcluster.node.fixtures import MACHINE_LOCK
-
-    MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + within
-    while True:
-        fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
-        finally:
-            os.close(fd)  # closing releases it: up() takes it again at once
-
-
 async def run(args: argparse.Namespace, work: Path) -> int:
     cluster = LocalCluster(work / "cluster")
-    wait_for_machine()
-    cluster.up()
+    cluster.up(lock_wait=3600)  # the nodes are machine-wide: wait for a test session's
     ops = Operators(cluster.control_plane.kubeconfig, work / "logs")
     try:
         s3 = cluster.s3.start()
@@ -226,8 +204,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         api = await kr8s.asyncio.api(kubeconfig=str(cluster.control_plane.kubeconfig))
         kube = KubeClient(api)
         await install_crd(kube)
-        agent_image = this_checkout_image(cluster.state_dir, "etcdop-checkout:bench",
-                                          work / "agent-image")
+        agent_image = product_image()
         await kube.create("/api/v1/namespaces", {"metadata": {"name": NS}})
         await kube.create(f"/api/v1/namespaces/{NS}/secrets",
                           secret("s3-creds", s3.access_key, s3.secret_key))

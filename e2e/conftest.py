@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator, Generator, Iterator
 import kr8s.asyncio
 import pytest
 
-from e2e.localcluster import kubelet
 from e2e.localcluster.controlplane import ControlPlane
-from e2e.localcluster.node.fixtures import LocalNode
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
     LIVE_OPERATORS,
     KubeClient,
@@ -26,13 +25,10 @@ from e2e.operator import (
     delete_namespace,
     install_crd,
     new_namespace,
+    product_image,
     wait_lease_holder,
     wait_namespaces_gone,
 )
-
-# The real node's own tests run only on real nodes (the default; the node kind is chosen per
-# session). With ETCDOP_NODE=imitation they are not collected rather than shown skipped.
-collect_ignore = [] if kubelet.enabled() else ["test_kubelet_node.py"]
 
 NAMESPACES_GONE_WITHIN = 180.0  # pods get their grace period, then the namespace controller
 
@@ -97,11 +93,9 @@ async def operator(
 
 
 @pytest.fixture(scope="module")
-def agent_image(local_node: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The image member pods' agent sidecar runs: this checkout's code."""
-    return local_node.this_checkout_image(
-        "etcdop-checkout:e2e", tmp_path_factory.mktemp("agent-image")
-    )
+def agent_image(local_node: LocalNode) -> str:
+    """The image member pods' agent sidecar runs: this checkout's code (the nodes import it)."""
+    return product_image()
 
 
 @pytest.fixture

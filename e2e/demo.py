@@ -12,10 +12,8 @@ wait says what it waits for and for how long so far; a failure names its step an
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from typing import Any
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.cluster import LocalCluster
-from e2e.operator import this_checkout_image
+from e2e.operator import product_image
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "etcdop"
@@ -38,11 +36,10 @@ NAMESPACE = "demo"
 CLUSTER = "demo"
 BUCKET = "etcdop-demo"
 BACKUP = "demo-first"
-IMAGE = "etcdop:demo"  # the imitation maps it to this checkout's code (this_checkout_image)
 VERSION = ETCD_VERSIONS[0].lstrip("v")
 KEYS = {f"/demo/key-{i:02d}": f"value {i}" for i in range(10)}
 
-CLUSTER_UP_WITHIN = 600.0  # includes waiting for another session's node agent to finish
+CLUSTER_UP_WITHIN = 600.0  # includes waiting for another session's nodes to go
 OPERATOR_WITHIN = 180.0
 AVAILABLE_WITHIN = 300.0
 BACKUP_WITHIN = 240.0
@@ -121,7 +118,7 @@ class Demo:
         print(f"$ kubectl apply  # {obj['kind']} {meta.get('namespace', '')}/{meta['name']}")
 
     def etcdctl(self, endpoints: str, *args: str) -> str:
-        from e2e.localcluster.node.dns import run_on_host_with_cluster_dns
+        from e2e.localcluster.kubelet.dns import run_on_host_with_cluster_dns
 
         argv = [str(bin_path("etcdctl")), f"--endpoints={endpoints}", "--dial-timeout=5s", *args]
         out = run_on_host_with_cluster_dns(argv, self.cluster.state_dir / "node", timeout=30)
@@ -141,49 +138,21 @@ class Demo:
         )
 
 
-def wait_for_machine_lock(demo: Demo) -> None:
-    """The pod sandbox is machine-wide and one node agent holds its lock at a time (a test
-    session, maybe): wait for it, saying so, instead of failing at once."""
-    from e2e.localcluster.node.fixtures import MACHINE_LOCK
-
-    if demo.cluster.nodes_running():
-        return  # ours already run (`make cluster-up` before)
-    MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-
-    def free() -> str | None:
-        fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return None
-        except BlockingIOError:
-            return f"another local node agent (a test session?) holds {MACHINE_LOCK}"
-        finally:
-            os.close(fd)  # releases it: cluster.up takes it for its own agent
-
-    demo.wait("the machine's pod sandbox", free, CLUSTER_UP_WITHIN)
-
-
 def cluster_up(demo: Demo) -> None:
     with demo.step(f"local cluster up (state in {demo.cluster.state_dir})"):
-        deadline = time.monotonic() + CLUSTER_UP_WITHIN
-        while True:
-            wait_for_machine_lock(demo)
-            try:
-                demo.cluster.up()
-                break
-            except SystemExit as e:  # another session took the lock first, or a part failed
-                if "holds" not in str(e) or time.monotonic() > deadline:
-                    raise StepFailed(str(e)) from None
-            except Exception as e:
-                raise StepFailed(f"{type(e).__name__}: {e}") from None
+        try:  # the nodes are machine-wide: wait for another session's (a test run's) to go
+            demo.cluster.up(lock_wait=CLUSTER_UP_WITHIN)
+        except SystemExit as e:
+            raise StepFailed(str(e)) from None
+        except Exception as e:
+            raise StepFailed(f"{type(e).__name__}: {e}") from None
         demo.tool("kubectl", "get", "nodes")
 
 
 def install_chart(demo: Demo) -> None:
     with demo.step("etcdop installed with Helm; the operator runs as Pods from the chart"):
         try:
-            image = this_checkout_image(demo.cluster.state_dir, IMAGE,
-                                        demo.cluster.state_dir / "images" / "etcdop-demo")
+            image = product_image()
         except RuntimeError as e:
             raise StepFailed(str(e)) from None
         repo, tag = image.rsplit(":", 1)

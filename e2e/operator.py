@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -26,8 +25,8 @@ import httpx
 import kr8s.asyncio
 import yaml
 
-from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
-from e2e.localcluster.node.kubeapi import call_api_args
+from e2e.localcluster.binaries import ETCD_VERSIONS
+from e2e.localcluster.kubeapi import call_api_args
 from e2e.localcluster.procs import free_port
 from etcdop.etcd import EtcdClient, EtcdError, Member
 from tests.waiting import eventually
@@ -172,12 +171,12 @@ async def new_namespace(kube: KubeClient, prefix: str) -> str:
 
 
 async def delete_namespace(kube: KubeClient, name: str) -> None:
-    """Start deleting NAME; the namespace controller and the node agent finish it."""
+    """Start deleting NAME; the namespace controller and the kubelets finish it."""
     await kube.delete(f"/api/v1/namespaces/{name}")
 
 
 async def wait_namespaces_gone(kube: KubeClient, names: Sequence[str], within: float) -> None:
-    """Until every namespace of NAMES is deleted (its pods' processes stopped by the node agent),
+    """Until every namespace of NAMES is deleted (its pods' containers stopped by the kubelets),
     so a module's leftover pods never load the machine under the next module's measurements."""
 
     async def gone() -> bool:
@@ -733,47 +732,19 @@ async def wait_lease_holder(kube: KubeClient, ns: str, identity: str, within: fl
     return (await leases(kube, ns))[0]
 
 
-def this_checkout_image(cluster_state: Path, ref: str, directory: Path) -> str:
-    """The image that runs THIS checkout's code in pods (the operator, the agent). On the
-    kubelets (the default node): the product image `make image` built from the checkout's
-    Dockerfile, which every node imports at start. On the imitation: REF, mapped to a launcher
-    of the checkout in DIRECTORY (see `checkout_image`)."""
-    from e2e.localcluster import kubelet
+def product_image() -> str:
+    """The image that runs THIS checkout's code in pods (the operator, the agent): the one
+    `make image` built from the checkout's Dockerfile, which every node imports at start.
+    Refuses a tarball older than the code, whose pods would run old code."""
+    from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, PRODUCT_TARBALL
 
-    if kubelet.enabled():
-        from e2e.localcluster.kubelet.images import PRODUCT_IMAGE, PRODUCT_TARBALL
-
-        if not PRODUCT_TARBALL.is_file():
-            raise RuntimeError(f"{PRODUCT_TARBALL} is missing: run `make image` first")
-        src = Path(__file__).resolve().parents[1] / "src" / "etcdop"
-        newest = max(p.stat().st_mtime for p in src.rglob("*.py"))
-        if newest > PRODUCT_TARBALL.stat().st_mtime:
-            raise RuntimeError(
-                f"{PRODUCT_TARBALL} is older than the code in {src}: pods would run old code; "
-                "run `make image` (and restart a reused cluster's nodes, which import it)"
-            )
-        return PRODUCT_IMAGE
-    from e2e.localcluster.node.images import add_image
-
-    add_image(cluster_state / "node" / "images.yaml", ref, checkout_image(directory),
-              entrypoint=["etcdop"])
-    return ref
-
-
-def checkout_image(directory: Path) -> Path:
-    """A directory playing an etcdop image that runs THIS checkout's code (the pods' processes do
-    not inherit the tests' PYTHONPATH, so the built-in etcdop image runs the installed package),
-    with etcd's tools beside it, as the Dockerfile's image has them."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
-    script = directory / "etcdop"
-    script.write_text(
-        f"#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {shlex.quote(sys.executable)} "
-        '-c "import sys; from etcdop.cli import main; sys.exit(main())" "$@"\n'
-    )
-    script.chmod(0o755)
-    for tool in ("etcd", "etcdutl", "etcdctl"):
-        link = directory / tool
-        if not link.is_symlink():
-            link.symlink_to(bin_path(tool, f"v{ETCD_VERSION}"))
-    return directory
+    if not PRODUCT_TARBALL.is_file():
+        raise RuntimeError(f"{PRODUCT_TARBALL} is missing: run `make image` first")
+    src = Path(__file__).resolve().parents[1] / "src" / "etcdop"
+    newest = max(p.stat().st_mtime for p in src.rglob("*.py"))
+    if newest > PRODUCT_TARBALL.stat().st_mtime:
+        raise RuntimeError(
+            f"{PRODUCT_TARBALL} is older than the code in {src}: pods would run old code; "
+            "run `make image` (and restart a reused cluster's nodes, which import it)"
+        )
+    return PRODUCT_IMAGE

@@ -20,7 +20,7 @@ import pytest
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.controlplane import ControlPlane
-from e2e.localcluster.node.fixtures import LocalNode
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     GROUP_VERSION,
@@ -33,6 +33,7 @@ from e2e.operator import (
     member_pods,
     new_namespace,
     pod_ready,
+    product_image,
     wait_cluster_ready,
     wait_namespaces_gone,
 )
@@ -43,7 +44,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.node]
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "etcdop"
 RELEASE = "etcdop"
-IMAGE_REPO, IMAGE_TAG = "etcdop-chart", "e2e"
 SELECTOR = f"app.kubernetes.io/name=etcdop,app.kubernetes.io/instance={RELEASE}"
 OPERATOR_WITHIN = 120.0
 READY_WITHIN = 240.0
@@ -107,14 +107,11 @@ class Release:
 @pytest.fixture(scope="module")
 async def release(
     control_plane: ControlPlane, local_node: LocalNode, kube_api: Any,
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Release]:
     """The chart installed in a namespace of its own, its operator Pods running this checkout's
     code; uninstalled, and its pods gone, at the module's end."""
     kube = KubeClient(kube_api)
-    image = local_node.this_checkout_image(
-        f"{IMAGE_REPO}:{IMAGE_TAG}", tmp_path_factory.mktemp("chart-image")
-    )
+    image = product_image()
     ns = await new_namespace(kube, "etcdop-system")
     rel = Release(kube, control_plane.kubeconfig, ns, local_node, image)
     rel.install()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from e2e.localcluster.node import faults
+from e2e.localcluster.kubelet import faults
 from e2e.operator import (
     ETCD_VERSION,
     KubeClient,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from e2e.localcluster.node.fixtures import LocalNode
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
     KubeClient,
     OperatorProcess,

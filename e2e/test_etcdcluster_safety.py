@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from e2e.localcluster.node import faults
-from e2e.localcluster.node.fixtures import LocalNode
+from e2e.localcluster.kubelet import faults
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
     ApiError,
     KubeClient,
@@ -42,7 +42,7 @@ Obj = dict[str, Any]
 
 @pytest.fixture(autouse=True)
 def _node(local_node: LocalNode) -> LocalNode:
-    """Every scenario here runs member pods: the node agent must be up."""
+    """Every scenario here runs member pods: the nodes must be up."""
     return local_node
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.localcluster.binaries import bin_path
-from e2e.localcluster.kubelet.fixtures import KubeletNode
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.kubelet.images import Image
 from e2e.operator import (
     KubeClient,
@@ -214,24 +213,11 @@ async def test_operator_killed_mid_upgrade_resumes_without_adding_a_member_twice
 
 
 @pytest.fixture
-def broken_image(local_node: Any, tmp_path: Path) -> str:
-    """Image etcd:v3.6.15 mapped to a program that says what it is and exits 1."""
+def broken_image(local_node: LocalNode) -> str:
+    """Image etcd:v3.6.15 whose etcd cannot start: etcdutl stands in for it (an image has no
+    shell to run a script), refuses etcd's flags and exits 1."""
     ref = f"gcr.io/etcd-development/etcd:v{BROKEN}"
-    if isinstance(local_node, KubeletNode):
-        # A real image has no shell to run a script: etcdutl stands in for etcd there, refuses
-        # etcd's flags and exits 1.
-        local_node.add_oci_image(
-            Image(ref, files={"/usr/local/bin/etcd": bin_path("etcdutl", f"v{OLD}")})
-        )
-        return ref
-    d = tmp_path / "broken-etcd"
-    d.mkdir()
-    exe = d / "etcd"
-    exe.write_text(
-        "#!/bin/sh\necho 'etcd: cannot start: this image is broken on purpose' >&2\nexit 1\n"
-    )
-    exe.chmod(0o755)
-    local_node.add_image(ref, d)
+    local_node.add_image(Image(ref, files={"/usr/local/bin/etcd": bin_path("etcdutl", f"v{OLD}")}))
     return ref
 
 

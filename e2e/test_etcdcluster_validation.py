@@ -1,6 +1,6 @@
 """Bad EtcdCluster specs are rejected by the API server itself (CRD schema and CEL rules), with a
 message naming the field; a good one is accepted and defaulted. Needs only the control plane:
-no operator and no node agent run here.
+no operator and no nodes run here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The real node (the default): upstream kubelets run our images with containerd and runc.
+"""The real node: upstream kubelets run our images with containerd and runc.
 
 A pod with an emptyDir, a readiness probe and a native sidecar becomes Ready, and a person can
 read its logs and exec into it through the kubelet; a 3-member etcd made of plain pods behind a
@@ -20,11 +20,11 @@ import pytest
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.config import SERVICE_CIDR
-from e2e.localcluster.kubelet import faults as real_faults
+from e2e.localcluster.kubeapi import Kube
+from e2e.localcluster.kubelet import faults
+from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.kubelet.images import PAUSE_IMAGE, etcd_image
-from e2e.localcluster.node.fixtures import LocalNode
-from e2e.localcluster.node.kubeapi import Kube
-from e2e.localcluster.node.testing import (
+from e2e.localcluster.kubelet.testing import (
     condition,
     container_status,
     create,
@@ -117,7 +117,7 @@ async def test_pod_with_emptydir_probe_and_sidecar_is_ready_and_serves_logs_and_
     assert got.stdout.strip() == "hello", (got.stdout, got.stderr)
 
     # etcd's data is in the emptyDir, which is a directory of the kubelet on the host.
-    _, info = await asyncio.to_thread(real_faults.inspect_container, p["metadata"]["uid"], "etcd")
+    _, info = await asyncio.to_thread(faults.inspect_container, p["metadata"]["uid"], "etcd")
     host = [m["hostPath"] for m in info["status"]["mounts"] if m["containerPath"] == "/data"]
     assert host and "kubernetes.io~empty-dir" in host[0], info["status"]["mounts"]
     assert (Path(host[0]) / "etcd" / "member").is_dir()
@@ -234,13 +234,12 @@ async def test_three_member_etcd_of_plain_pods_forms_and_answers_by_dns_from_a_p
     assert out.stdout.split() == ["k", "v"], out.stdout
 
 
-async def test_fault_hooks_kill_a_container_and_cut_its_network(
+async def test_fault_hooks_kill_a_container_cut_its_network_and_freeze_it(
     kube: Kube, ns: str, local_node: LocalNode
 ) -> None:
-    """kill_container and cut/heal_pod_network act on the real runtime: the kubelet restarts
-    the killed container, and the readiness probe fails while the network is cut."""
-    from e2e.localcluster.node import faults
-
+    """kill_container, cut/heal_pod_network and pause_container act on the real runtime: the
+    kubelet restarts the killed container, and the readiness probe fails while the network is
+    cut or the container frozen."""
     pod = single_etcd_pod(ns)
     pod["spec"]["containers"][0]["readinessProbe"]["failureThreshold"] = 1
     await create(kube, pod)
@@ -256,9 +255,16 @@ async def test_fault_hooks_kill_a_container_and_cut_its_network(
     # The kubelet probes from the host over the bridge: a cut pod turns unready.
     await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "False", 60, "unready")
     await asyncio.to_thread(faults.heal_pod_network, uid)
+    await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "True", 60, "Ready again")
+
+    # A frozen member keeps its sockets and answers nothing: its probe times out.
+    await asyncio.to_thread(faults.pause_container, uid, "etcd")
+    await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "False", 60,
+                   "unready while frozen")
+    await asyncio.to_thread(faults.pause_container, uid, "etcd", False)
     healed = await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "True", 60,
-                            "Ready again")
-    # A cut network fails probes but restarts nothing (no liveness probe).
+                            "Ready once thawed")
+    # A cut network or a frozen process fails probes but restarts nothing (no liveness probe).
     assert container_status(healed, "etcd")["restartCount"] == 1
 
 
@@ -274,7 +280,7 @@ async def test_stopped_node_loses_its_pods_and_goes_not_ready_then_boots_them_ag
     p = await wait_ready(kube, ns, "solo", within=120)
     node, uid = p["spec"]["nodeName"], p["metadata"]["uid"]
     before = container_status(p, "etcd")["containerID"]
-    _, info = await asyncio.to_thread(real_faults.inspect_container, uid, "etcd")
+    _, info = await asyncio.to_thread(faults.inspect_container, uid, "etcd")
     pid = int(info["info"]["pid"])
 
     await asyncio.to_thread(local_node.stop_node, node)

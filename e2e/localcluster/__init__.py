@@ -1,1 +1,2 @@
-"""A real Kubernetes control plane (and, later, a node agent) run as local processes for tests."""
+"""A real Kubernetes control plane and real nodes (kubelet, containerd, runc), run on this
+machine for the tests and the demo."""

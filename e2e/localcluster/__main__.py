@@ -1,7 +1,8 @@
 """`python -m e2e.localcluster up|down|status|env|bin NAME|node ...`: the local cluster for people.
 
-`node stop NAME` / `node start NAME` power one Node off and on (faults.stop_node/start_node);
-`node restart-all` reboots every Node at once while the control plane keeps running.
+`node stop NAME` / `node start NAME` power one Node off and on (its containers killed, its
+kubelet and containerd stopped); `node restart-all` reboots every Node at once while the control
+plane keeps running.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=str, default=None,
                         help=f"where the cluster keeps its files (default {default_state_dir()})")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start (or keep) the control plane, S3 server and node agent")
+    up = sub.add_parser("up", help="start (or keep) the control plane, S3 server and nodes")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--no-node", action="store_true", help="control plane and S3 only")
     up.add_argument("--wait-lock", type=float, default=0, metavar="SECONDS",
-                    help="real nodes: wait this long for another session's node")
-    sub.add_parser("down", help="stop everything `up` started and remove pod namespaces")
+                    help="wait this long for another session's nodes")
+    sub.add_parser("down", help="stop everything `up` started and undo its host changes")
     sub.add_parser("status", help="say which parts are running")
     sub.add_parser("env", help="print export lines for KUBECONFIG and PATH")
-    sub.add_parser("usage", help="real nodes: memory and CPU of containerd, kubelets")
+    sub.add_parser("usage", help="memory and CPU of the containerds and kubelets")
     n = sub.add_parser("node", help="node faults: stop NAME, start NAME, restart-all")
     n.add_argument("action", choices=["stop", "start", "restart-all"])
     n.add_argument("name", nargs="?", default=None, help="the Node, e.g. local-1")
@@ -49,18 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         cluster.down()
         print("# local cluster stopped", file=sys.stderr)
     elif args.cmd == "node":
-        from e2e.localcluster.node import faults
-
+        real = cluster.real_nodes()
         if args.action == "restart-all":
-            faults.restart_all_nodes(cluster.state_dir)
+            real.restart_all()
             print("# every node restarted", file=sys.stderr)
         elif not args.name:
             parser.error(f"node {args.action} needs the Node's name")
         elif args.action == "stop":
-            faults.stop_node(args.name)
+            real.stop_runtime(real.node(args.name))
             print(f"# node {args.name} stopped", file=sys.stderr)
         else:
-            faults.start_node(args.name)
+            real.start_runtime(real.node(args.name))
             print(f"# node {args.name} started", file=sys.stderr)
     elif args.cmd == "usage":
         import json
@@ -71,10 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "status":
         cp = "running" if cluster.control_plane.running() else "stopped"
         s3 = "running" if cluster.s3.running() else "stopped"
-        node = "running" if cluster.procs.alive("node-agent") else "stopped"
-        kubelets = "running" if cluster.real_nodes().running() else "stopped"
-        print(f"control plane: {cp}\ns3: {s3}\nnode agent: {node}\nkubelets: {kubelets}\n"
-              f"state: {cluster.state_dir}")
+        nodes = "running" if cluster.nodes_running() else "stopped"
+        print(f"control plane: {cp}\ns3: {s3}\nnodes: {nodes}\nstate: {cluster.state_dir}")
     return 0
 
 

@@ -119,7 +119,7 @@ build_pause() {
   if have "$out" pause; then log "pause $PAUSE_VERSION: cached"; return; fi
   local t0=$SECONDS mod=$SRC/pause-$PAUSE_VERSION
   newmod "$mod" etcdop.local/pause
-  cp "$here/node/pause.go" "$mod/main.go"
+  cp "$here/kubelet/pause.go" "$mod/main.go"
   mkdir -p "$out"
   (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$out/pause.tmp" . && mv "$out/pause.tmp" "$out/pause")
   log "pause $PAUSE_VERSION: built in $((SECONDS - t0)) s"

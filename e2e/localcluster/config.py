@@ -1,4 +1,4 @@
-"""Addresses and names the control plane, the node agent and the tests agree on."""
+"""Addresses and names the control plane, the nodes and the tests agree on."""
 
 from __future__ import annotations
 

@@ -72,12 +72,6 @@ class ControlPlane:
             raise RuntimeError(f"no control plane in {self.state_dir}: start it first")
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
-    @property
-    def pod_server(self) -> str:
-        """The API server's address as seen from inside a pod (over the pod bridge)."""
-        assert self.ports is not None
-        return f"https://{config.BRIDGE_IP}:{self.ports.apiserver}"
-
     def running(self) -> bool:
         return self.ports is not None and all(self.procs.alive(c) for c in COMPONENTS)
 
@@ -177,7 +171,7 @@ class ControlPlane:
             "--use-service-account-credentials=true",
             "--controllers=*",
             # A silent Node is NotReady/Unknown after 20 s (default 50 s), checked every 2 s: node
-            # loss tests wait less. The node agent renews its Lease every 5 s (node/nodes.py).
+            # loss tests wait less. The kubelets renew their Leases every 10 s (the default).
             "--node-monitor-grace-period=20s",
             "--node-monitor-period=2s",
             "--bind-address=127.0.0.1", f"--secure-port={self.ports.controller_manager}",

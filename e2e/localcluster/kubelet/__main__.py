@@ -1,5 +1,5 @@
 """`python -m e2e.localcluster.kubelet provisioner --kubeconfig K --root DIR`: the ``local``
-StorageClass and its hostPath volumes (node/provisioner.py), beside the real kubelets, which
+StorageClass and its hostPath volumes (provisioner.py), beside the real kubelets, which
 mount hostPath volumes themselves."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import kr8s.asyncio
 
-from e2e.localcluster.node.kubeapi import Kube
-from e2e.localcluster.node.provisioner import Provisioner
+from e2e.localcluster.kubeapi import Kube
+from e2e.localcluster.kubelet.provisioner import Provisioner
 
 
 async def provision(kubeconfig: Path, root: Path) -> None:

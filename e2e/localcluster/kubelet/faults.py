@@ -3,8 +3,9 @@ crictl finds a pod's sandbox and containers by the pod's uid on whichever node's
 runs it; the pod's network is cut on the host side of its veth (the pod keeps its address and
 routes, its packets go nowhere).
 
-Like node/faults.py these work from any process on the machine: the containerd sockets live
-at fixed paths under /run/etcdop/kn.
+These work from any process on the machine (a test, `python -m e2e.localcluster node ...`): the
+containerd sockets live at fixed paths under /run/etcdop/kn. Faults on whole nodes (power one
+off, reboot them all) are RealNodes' methods.
 """
 
 from __future__ import annotations
@@ -12,13 +13,31 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from e2e.localcluster.kubelet.nodes import RUN_ROOT, crictl_path
-from e2e.localcluster.node.faults import FaultError, wipe_directory
+
+FREEZER = Path("/sys/fs/cgroup/freezer")  # cgroup v1 here (shared/notes/containers.md)
+
+
+class FaultError(RuntimeError):
+    """The fault could not be applied (no such pod, container or mount); the message says which."""
+
+
+def wipe_directory(path: Path) -> None:
+    """Delete everything inside PATH, keeping PATH itself (it is a mount source)."""
+    if not path.is_dir():
+        raise FaultError(f"cannot wipe {path}: not a directory")
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _crictl(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,6 +94,29 @@ def wipe_volume(uid: str, mount_path: str, container: str | None = None) -> Path
             wipe_directory(source)
             return source
     raise FaultError(f"pod uid {uid}: {container!r} mounts nothing at {mount_path}")
+
+
+def _freezer_state(uid: str, container: str) -> Path:
+    """The freezer cgroup v1 state file of CONTAINER (its cgroupsPath under cgroupfs)."""
+    _, info = inspect_container(uid, container)
+    path = str(info["info"]["runtimeSpec"]["linux"]["cgroupsPath"])
+    state = FREEZER / path.lstrip("/") / "freezer.state"
+    if not state.is_file():
+        raise FaultError(f"pod uid {uid}: {container!r} has no freezer cgroup at {state.parent}")
+    return state
+
+
+def pause_container(uid: str, container: str, paused: bool = True) -> None:
+    """Freeze (or thaw) every process of CONTAINER, as `runc pause` does: a hung member that
+    holds its sockets open and answers nothing. Returns once the kernel says it is done."""
+    state = _freezer_state(uid, container)
+    want = "FROZEN" if paused else "THAWED"
+    state.write_text(want)
+    deadline = time.monotonic() + 10
+    while (now := state.read_text().strip()) != want:
+        if time.monotonic() > deadline:
+            raise FaultError(f"pod uid {uid}: {container!r} is {now}, not {want}, after 10 s")
+        time.sleep(0.01)
 
 
 def pod_sandbox(uid: str) -> dict[str, Any]:

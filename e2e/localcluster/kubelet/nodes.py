@@ -1,6 +1,6 @@
 """Real nodes: the upstream kubelet with containerd 2 and runc, several on one machine (as kind
 runs one container per node, here each node has its own containerd, state, root-dir, cgroup
-root and InternalIP on the pod bridge). The default node (ETCDOP_NODE=imitation: the older agent).
+root and InternalIP on the pod bridge).
 
 Layout, for node local-<i> of a cluster whose files live in STATE:
   STATE/kubelet-nodes/local-<i>/   containerd root, kubelet root-dir, pod logs, CNI config, IPAM
@@ -8,7 +8,7 @@ Layout, for node local-<i> of a cluster whose files live in STATE:
   /etcdop-local-<i> in every cgroup v1 hierarchy: the kubelet's cgroupRoot
   10.213.0.<2+i> on the bridge:    the kubelet's address (InternalIP), port 10250
   10.213.<1+i>.0/24 of 10.213.0.0/16: its pods' addresses (host-local IPAM, CNI bridge plugin)
-CoreDNS serves cluster.local on the bridge address, as for the imitation node.
+CoreDNS serves cluster.local on the bridge address (dns.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import yaml
 from e2e.localcluster import config
 from e2e.localcluster.binaries import K8S_VERSION, VERSIONS, bin_path, cache_dir
 from e2e.localcluster.controlplane import write_kubeconfig
-from e2e.localcluster.kubelet import images
+from e2e.localcluster.kubelet import bridge, images
+from e2e.localcluster.kubelet.dns import ClusterDNS
 from e2e.localcluster.kubelet.host import DEVICE_PLUGINS, SERVICE_SYSCTLS, HostChanges
 from e2e.localcluster.pki import CertificateAuthority
 from e2e.localcluster.procs import GaveUp, Procs, wait_for
@@ -327,9 +328,7 @@ class RealNodes:
                 return n
         raise KeyError(f"no node {name!r} (have {[n.name for n in self.nodes]})")
 
-    def dns(self) -> Any:
-        from e2e.localcluster.node.dns import ClusterDNS
-
+    def dns(self) -> ClusterDNS:
         return ClusterDNS(self.kubeconfig, self.state)
 
     def running(self) -> bool:
@@ -339,8 +338,6 @@ class RealNodes:
 
     def start(self, timeout: float = 180.0) -> dict[str, float]:
         """Everything, then wait until every Node is Ready; returns seconds per phase."""
-        from e2e.localcluster.node import netns
-
         t0 = time.monotonic()
         self.state.mkdir(parents=True, exist_ok=True)
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
@@ -348,7 +345,7 @@ class RealNodes:
             "state": str(self.cluster_state), "kubeconfig": str(self.kubeconfig),
             "pki": str(self.pki_dir), "count": len(self.nodes),
         }))
-        netns.ensure_bridge()
+        bridge.ensure_bridge()
         self.host.set_kernel_settings()
         self.host.note_path(DEVICE_PLUGINS.parent)
         self.host.note_path(DEVICE_PLUGINS)
@@ -501,8 +498,8 @@ class RealNodes:
         self.procs.stop(KUBE_PROXY, grace=10)
 
     def hold_lock(self, fd: int) -> None:
-        """Keep the machine lock (fd FD, flocked) in a process of its own until `stop`, as the
-        imitation's agent does: `up` returns while the nodes run."""
+        """Keep the machine lock (fd FD, flocked) in a process of its own until `stop`: `up`
+        returns while the nodes run."""
         self.procs.start(LOCK_HOLDER, [sys.executable, "-c", "import signal; signal.pause()"],
                          pass_fds=(fd,))
 
@@ -542,8 +539,6 @@ class RealNodes:
     def stop(self) -> list[str]:
         """Stop pods, kubelets, containerds, CoreDNS; undo the host changes. Returns problems
         left (printed by `down`)."""
-        from e2e.localcluster.node import netns
-
         self.procs.stop(PROVISIONER)
         self._stop_kube_proxy()
         for n in self.nodes:
@@ -563,7 +558,7 @@ class RealNodes:
         (RUN_ROOT / "cluster.json").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             RUN_ROOT.rmdir()
-        netns.teardown_all()  # the bridge (and what the imitation may have left)
+        bridge.remove_bridge()
         self.procs.stop(LOCK_HOLDER)
         return problems
 
@@ -577,13 +572,6 @@ class RealNodes:
                 os.kill(pid, signal.SIGKILL)
         self.procs.stop(n.containerd_proc, grace=20)
         unmount_under((n.dir, n.run))
-
-    def pause_kubelet(self, name: str, paused: bool) -> None:
-        """SIGSTOP/SIGCONT NAME's kubelet: its Lease and status stop, its containers run on."""
-        pid = self.procs.pid(self.node(name).kubelet_proc)
-        if pid is None:
-            raise RuntimeError(f"no kubelet runs for {name}")
-        os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def start_runtime(self, n: Node, timeout: float = 120.0) -> None:
         """Power NODE on again: containerd, then the kubelet, then wait for Ready."""

@@ -4,7 +4,6 @@ own watch does not (410 Gone, silent server close, half-open connections)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -15,7 +14,7 @@ import httpx
 import kr8s
 import kr8s.asyncio
 
-log = logging.getLogger("etcdop.localnode.api")
+log = logging.getLogger("etcdop.localcluster.api")
 
 Obj = dict[str, Any]
 EventHandler = Callable[[str, Obj], Awaitable[None]]
@@ -46,7 +45,7 @@ def call_api_args(
 
 
 class Kube:
-    """The few verbs the node agent needs, all on plain dicts, each bounded by a timeout."""
+    """The verbs the provisioner and the node tests need, on plain dicts, each with a timeout."""
 
     def __init__(self, api: kr8s.asyncio.Api) -> None:
         self.api = api
@@ -197,10 +196,3 @@ async def list_watch(
 class _Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
 
-
-async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    for t in tasks:
-        t.cancel()
-    for t in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t

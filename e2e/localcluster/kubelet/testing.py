@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from e2e.localcluster.node.kubeapi import Kube, Obj
+from e2e.localcluster.kubeapi import Kube, Obj
 
 T = TypeVar("T")
 
@@ -102,19 +102,6 @@ async def wait_ready(kube: Kube, ns: str, name: str, within: float = 60) -> Obj:
     return await wait_pod(
         kube, ns, name, lambda p: condition(p, "Ready") == "True", within, "Ready"
     )
-
-
-async def wait_gone(kube: Kube, path: str, within: float) -> None:
-    async def gone() -> bool:
-        return await kube.get(path) is None
-
-    await eventually(gone, within, f"{path} to be deleted")
-
-
-async def http_get(url: str, seconds: float = 5.0) -> httpx.Response:
-    """GET from the host into a pod (pod IPs are on the local bridge; no proxy)."""
-    async with httpx.AsyncClient(trust_env=False, timeout=seconds) as client:
-        return await client.get(url)
 
 
 def pid_alive(pid: int) -> bool:

@@ -1,5 +1,5 @@
 """A local dynamic provisioner: StorageClass ``local`` (the default class) whose claims get a
-hostPath PersistentVolume under the agent's state dir, pre-bound to the claim so that the PV
+hostPath PersistentVolume under the nodes' state dir, pre-bound to the claim so that the PV
 controller of kube-controller-manager completes the binding. All nodes are this one host, so
 the data is reachable from any node: no node affinity, and Immediate binding is exact.
 Released volumes of reclaim policy Delete lose their directory and their PV."""
@@ -14,9 +14,9 @@ from typing import Any
 
 import kr8s
 
-from e2e.localcluster.node.kubeapi import Kube, Obj, list_watch, status_code
+from e2e.localcluster.kubeapi import Kube, Obj, list_watch, status_code
 
-log = logging.getLogger("etcdop.localnode.provisioner")
+log = logging.getLogger("etcdop.localcluster.provisioner")
 
 CLASS_NAME = "local"
 PROVISIONER = "etcdop.io/local"
@@ -114,7 +114,7 @@ class Provisioner:
         name = pv_name(pvc)
         # World-writable, as local-path-provisioner makes them: the kubelet applies no fsGroup
         # to hostPath volumes, so a non-root pod (etcd runs as 65532) could not write a root-
-        # owned directory. The imitation node never checked this; the real kubelet does.
+        # owned directory.
         (self.root / name).mkdir(parents=True, exist_ok=True)
         (self.root / name).chmod(0o777)
         try:

@@ -10,7 +10,7 @@ import asyncio
 import kr8s.asyncio
 import pytest
 
-from e2e.localcluster.node.kubeapi import Kube
+from e2e.localcluster.kubeapi import Kube
 
 
 async def test_a_connection_reset_is_raised_as_an_oserror() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from e2e.localcluster import config
 from e2e.localcluster.binaries import bin_path
-from e2e.localcluster.node import netns
+from e2e.localcluster.kubelet.bridge import ensure_bridge
 from e2e.localcluster.procs import GaveUp, Procs, free_port, wait_for
 
 PROC_NAME = "coredns"
@@ -51,7 +51,7 @@ class ClusterDNS:
 
     @property
     def listen_ip(self) -> str:
-        return netns.settings().bridge_ip
+        return config.BRIDGE_IP
 
     def running(self) -> bool:
         return self.procs.alive(PROC_NAME)
@@ -60,7 +60,7 @@ class ClusterDNS:
         """Start CoreDNS (if not running) and wait until its kubernetes plugin has synced."""
         if self.running():
             return
-        netns.ensure_bridge()  # CoreDNS binds the bridge address, which must exist first
+        ensure_bridge()  # CoreDNS binds the bridge address, which must exist first
         ready_port = free_port()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.corefile_path.write_text(
@@ -96,7 +96,7 @@ def host_resolv_conf(state_dir: Path, namespace: str = "default") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f"search {namespace}.svc.{d} svc.{d} {d}\n"
-        f"nameserver {netns.settings().bridge_ip}\n"
+        f"nameserver {config.BRIDGE_IP}\n"
         "options ndots:5\n"
     )
     return path
