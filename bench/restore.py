@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.cluster import LocalCluster
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.operator import (
     ETCD_VERSION,
     GROUP_VERSION,
-    KubeClient,
     Operators,
     etcd_cluster,
     install_crd,

@@ -16,10 +16,10 @@ import kr8s.asyncio
 import pytest
 
 from e2e.localcluster.controlplane import ControlPlane
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
     LIVE_OPERATORS,
-    KubeClient,
     OperatorProcess,
     Operators,
     delete_namespace,

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import kr8s.asyncio
 import yaml
 
 from e2e.localcluster.binaries import ETCD_VERSIONS
-from e2e.localcluster.kubeapi import call_api_args
+from e2e.localcluster.kubeapi import ApiError, KubeClient
 from e2e.localcluster.procs import free_port
 from etcdop.etcd import EtcdClient, EtcdError, Member
 from tests.waiting import eventually
@@ -38,7 +37,6 @@ GROUP_VERSION = "etcdop.io/v1alpha1"
 ETCD_VERSION = ETCD_VERSIONS[0].removeprefix("v")  # the newest etcd line the cache holds
 CLUSTER_LABEL = "etcdop.io/cluster"
 CLIENT_PORT = 2379
-REQUEST_TIMEOUT = 30.0
 
 Obj = dict[str, Any]
 
@@ -49,75 +47,6 @@ def etcdop_executable() -> Path:
 
 
 # ------------------------------------------------------------------------------- Kubernetes API
-
-
-class ApiError(RuntimeError):
-    """A Kubernetes API call answered with an error status; STATUS and BODY say which."""
-
-    def __init__(self, method: str, path: str, status: int, body: Obj) -> None:
-        self.status = status
-        self.body = body
-        super().__init__(f"{method} {path}: HTTP {status}: {body.get('message', body)}")
-
-
-class KubeClient:
-    """Plain-dict verbs over kr8s' `call_api`, each bounded by a timeout.
-
-    Paths are full API paths (`/api/v1/...`, `/apis/group/version/...`).
-    """
-
-    def __init__(self, api: kr8s.asyncio.Api) -> None:
-        self.api = api
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        params: dict[str, str] | None = None,
-    ) -> tuple[int, Obj]:
-        """(HTTP status, decoded body); never raises for an error status."""
-        kwargs = call_api_args(path, body, content_type, params)
-        async with (
-            asyncio.timeout(REQUEST_TIMEOUT),
-            self.api.call_api(method, raise_for_status=False, **kwargs) as r,
-        ):
-            try:
-                data = r.json()
-            except ValueError:
-                data = {"message": r.text}
-            return r.status_code, data if isinstance(data, dict) else {"items": data}
-
-    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Obj:
-        status, data = await self.call(method, path, body, **kw)
-        if status >= 400:
-            raise ApiError(method, path, status, data)
-        return data
-
-    async def get(self, path: str) -> Obj | None:
-        status, data = await self.call("GET", path)
-        if status == 404:
-            return None
-        if status >= 400:
-            raise ApiError("GET", path, status, data)
-        return data
-
-    async def items(self, path: str, label_selector: str | None = None) -> list[Obj]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        data = await self.request("GET", path, params=params)
-        return list(data.get("items") or [])
-
-    async def create(self, path: str, body: Obj) -> Obj:
-        return await self.request("POST", path, body)
-
-    async def merge_patch(self, path: str, body: Obj) -> Obj:
-        return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
-
-    async def delete(self, path: str) -> None:
-        status, data = await self.call("DELETE", path)
-        if status >= 400 and status != 404:
-            raise ApiError("DELETE", path, status, data)
 
 
 def clusters_path(ns: str, name: str = "") -> str:

@@ -20,11 +20,11 @@ import pytest
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.controlplane import ControlPlane
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     GROUP_VERSION,
-    KubeClient,
     create_cluster,
     delete_namespace,
     etcd_client,

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     ETCD_VERSION,
     GROUP_VERSION,
-    KubeClient,
     OperatorProcess,
     Operators,
     condition,

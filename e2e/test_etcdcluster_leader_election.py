@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.operator import (
-    KubeClient,
     OperatorProcess,
     Operators,
     create_cluster,

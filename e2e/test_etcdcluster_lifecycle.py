@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet import faults
 from e2e.operator import (
     ETCD_VERSION,
-    KubeClient,
     OperatorProcess,
     condition,
     create_cluster,

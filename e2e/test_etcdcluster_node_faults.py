@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
-    KubeClient,
     OperatorProcess,
     condition,
     create_cluster,

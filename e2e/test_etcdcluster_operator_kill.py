@@ -18,8 +18,8 @@ import random
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.operator import (
-    KubeClient,
     OperatorProcess,
     create_cluster,
     etcd_cluster,

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
+from e2e.localcluster.kubeapi import ApiError, KubeClient
 from e2e.localcluster.kubelet import faults
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.operator import (
-    ApiError,
-    KubeClient,
     OperatorProcess,
     condition,
     create_cluster,

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.operator import (
-    KubeClient,
     OperatorProcess,
     create_cluster,
     etcd_cluster,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.kubelet.images import Image
 from e2e.operator import (
-    KubeClient,
     OperatorProcess,
     condition,
     create_cluster,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.operator import (
     ETCD_VERSION,
-    KubeClient,
     clusters_path,
     delete_namespace,
     etcd_cluster,

@@ -24,11 +24,11 @@ import pytest
 from botocore.config import Config
 
 from e2e.localcluster.binaries import bin_path
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.s3 import S3Endpoint
 from e2e.operator import (
     ETCD_VERSION,
     GROUP_VERSION,
-    KubeClient,
     OperatorProcess,
     Operators,
     clusters_path,

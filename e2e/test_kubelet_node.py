@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import kr8s.asyncio
 import pytest
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.config import SERVICE_CIDR
-from e2e.localcluster.kubeapi import Kube
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet import faults
 from e2e.localcluster.kubelet.fixtures import LocalNode
 from e2e.localcluster.kubelet.images import PAUSE_IMAGE, etcd_image
@@ -28,13 +27,12 @@ from e2e.localcluster.kubelet.testing import (
     condition,
     container_status,
     create,
-    delete_namespace,
-    eventually,
-    new_namespace,
     pid_alive,
     wait_pod,
     wait_ready,
 )
+from e2e.operator import delete_namespace, new_namespace
+from tests.waiting import eventually
 
 pytestmark = [
     pytest.mark.cluster,
@@ -45,12 +43,7 @@ ETCD = etcd_image(ETCD_VERSIONS[0]).name
 
 
 @pytest.fixture
-async def kube(kube_api: kr8s.asyncio.Api) -> Kube:
-    return Kube(kube_api)
-
-
-@pytest.fixture
-async def ns(kube: Kube, local_node: LocalNode) -> AsyncIterator[str]:
+async def ns(kube: KubeClient, local_node: LocalNode) -> AsyncIterator[str]:
     name = await new_namespace(kube, "kubelet")
     yield name
     await delete_namespace(kube, name)
@@ -90,7 +83,7 @@ def single_etcd_pod(ns: str) -> dict[str, Any]:
 
 
 async def test_pod_with_emptydir_probe_and_sidecar_is_ready_and_serves_logs_and_exec(
-    kube: Kube, ns: str, local_node: LocalNode
+    kube: KubeClient, ns: str, local_node: LocalNode
 ) -> None:
     await create(kube, single_etcd_pod(ns))
     p = await wait_ready(kube, ns, "solo", within=120)
@@ -177,7 +170,7 @@ def headless_service(ns: str) -> dict[str, Any]:
 
 
 async def test_three_member_etcd_of_plain_pods_forms_and_answers_by_dns_from_a_pod(
-    kube: Kube, ns: str, local_node: LocalNode
+    kube: KubeClient, ns: str, local_node: LocalNode
 ) -> None:
     await create(kube, headless_service(ns))
     for name in MEMBERS:
@@ -235,7 +228,7 @@ async def test_three_member_etcd_of_plain_pods_forms_and_answers_by_dns_from_a_p
 
 
 async def test_fault_hooks_kill_a_container_cut_its_network_and_freeze_it(
-    kube: Kube, ns: str, local_node: LocalNode
+    kube: KubeClient, ns: str, local_node: LocalNode
 ) -> None:
     """kill_container, cut/heal_pod_network and pause_container act on the real runtime: the
     kubelet restarts the killed container, and the readiness probe fails while the network is
@@ -268,13 +261,13 @@ async def test_fault_hooks_kill_a_container_cut_its_network_and_freeze_it(
     assert container_status(healed, "etcd")["restartCount"] == 1
 
 
-async def node_ready(kube: Kube, name: str) -> str | None:
+async def node_ready(kube: KubeClient, name: str) -> str | None:
     node = await kube.get(f"/api/v1/nodes/{name}")
     return condition(node, "Ready") if node is not None else None
 
 
 async def test_stopped_node_loses_its_pods_and_goes_not_ready_then_boots_them_again(
-    kube: Kube, ns: str, local_node: LocalNode
+    kube: KubeClient, ns: str, local_node: LocalNode
 ) -> None:
     await create(kube, single_etcd_pod(ns))
     p = await wait_ready(kube, ns, "solo", within=120)
@@ -299,5 +292,5 @@ async def test_stopped_node_loses_its_pods_and_goes_not_ready_then_boots_them_ag
     assert again["spec"]["nodeName"] == node
 
 
-async def _not_ready(kube: Kube, node: str) -> bool:
+async def _not_ready(kube: KubeClient, node: str) -> bool:
     return await node_ready(kube, node) in ("False", "Unknown")

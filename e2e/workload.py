@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from e2e.localcluster.config import POD_CIDR
-from e2e.operator import ApiError, KubeClient, member_endpoints
+from e2e.localcluster.kubeapi import ApiError, KubeClient
+from e2e.operator import member_endpoints
 from etcdop.etcd import EtcdClient, EtcdError, Member
 from etcdop.etcd.errors import Unavailable
 

@@ -1,5 +1,6 @@
-"""Thin JSON helpers over kr8s ``call_api`` and a list+watch loop that survives what kr8s'
-own watch does not (410 Gone, silent server close, half-open connections)."""
+"""The tests' Kubernetes client: plain-dict verbs over kr8s ``call_api`` by full API path, and a
+list+watch loop (for the local provisioner) that survives what kr8s' own watch does not (410
+Gone, silent server close, half-open connections)."""
 
 from __future__ import annotations
 
@@ -44,63 +45,77 @@ def call_api_args(
     return kwargs
 
 
-class Kube:
-    """The verbs the provisioner and the node tests need, on plain dicts, each with a timeout."""
+class ApiError(RuntimeError):
+    """A Kubernetes API call answered with an error status; STATUS and BODY say which."""
+
+    def __init__(self, method: str, path: str, status: int, body: Obj) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {path}: HTTP {status}: {body.get('message', body)}")
+
+
+class KubeClient:
+    """Plain-dict verbs over kr8s' `call_api`, each bounded by a timeout.
+
+    Paths are full API paths (`/api/v1/...`, `/apis/group/version/...`).
+    """
 
     def __init__(self, api: kr8s.asyncio.Api) -> None:
         self.api = api
 
-    async def request(
+    async def call(
         self,
         method: str,
         path: str,
         body: Any = None,
         content_type: str = "application/json",
-        params: dict[str, Any] | None = None,
-        ok_missing: bool = False,
-    ) -> Obj | None:
+        params: dict[str, str] | None = None,
+    ) -> tuple[int, Obj]:
+        """(HTTP status, decoded body); never raises for an error status."""
         kwargs = call_api_args(path, body, content_type, params)
-        try:
-            async with (
-                asyncio.timeout(REQUEST_TIMEOUT),
-                self.api.call_api(method, **kwargs) as r,
-            ):
-                data: Obj = r.json()
-                return data
-        except kr8s.ServerError as e:
-            if ok_missing and e.response is not None and e.response.status_code == 404:
-                return None
-            raise
-        except httpx.TransportError as e:
-            # A connection reset is an OSError to every caller here: each already retries those
-            # (a kubelet never gives up a pod because one status write was cut off).
-            raise ConnectionError(f"{method} {path}: {type(e).__name__}: {e}") from e
+        async with (
+            asyncio.timeout(REQUEST_TIMEOUT),
+            self.api.call_api(method, raise_for_status=False, **kwargs) as r,
+        ):
+            try:
+                data = r.json()
+            except ValueError:
+                data = {"message": r.text}
+            return r.status_code, data if isinstance(data, dict) else {"items": data}
+
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Obj:
+        status, data = await self.call(method, path, body, **kw)
+        if status >= 400:
+            raise ApiError(method, path, status, data)
+        return data
 
     async def get(self, path: str) -> Obj | None:
-        return await self.request("GET", path, ok_missing=True)
+        status, data = await self.call("GET", path)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise ApiError("GET", path, status, data)
+        return data
+
+    async def items(self, path: str, label_selector: str | None = None) -> list[Obj]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        data = await self.request("GET", path, params=params)
+        return list(data.get("items") or [])
 
     async def create(self, path: str, body: Obj) -> Obj:
-        out = await self.request("POST", path, body)
-        assert out is not None
-        return out
+        return await self.request("POST", path, body)
 
-    async def merge_patch(self, path: str, body: Obj) -> Obj | None:
-        return await self.request(
-            "PATCH", path, body, "application/merge-patch+json", ok_missing=True
-        )
+    async def merge_patch(self, path: str, body: Obj) -> Obj:
+        return await self.request("PATCH", path, body, content_type="application/merge-patch+json")
 
-    async def delete(self, path: str, body: Obj | None = None) -> Obj | None:
-        return await self.request("DELETE", path, body, ok_missing=True)
-
-
-def status_code(e: BaseException) -> int | None:
-    if isinstance(e, kr8s.ServerError) and e.response is not None:
-        return int(e.response.status_code)
-    return None
+    async def delete(self, path: str) -> None:
+        status, data = await self.call("DELETE", path)
+        if status >= 400 and status != 404:
+            raise ApiError("DELETE", path, status, data)
 
 
 async def list_watch(
-    kube: Kube,
+    kube: KubeClient,
     path: str,
     handler: EventHandler,
     synced: asyncio.Event,
@@ -120,7 +135,6 @@ async def list_watch(
                 if cont:
                     p["continue"] = cont
                 page = await kube.request("GET", path, params=p)
-                assert page is not None
                 items.extend(page.get("items", []))
                 cont = page.get("metadata", {}).get("continue", "")
                 rv = page.get("metadata", {}).get("resourceVersion", "")
@@ -181,12 +195,13 @@ async def list_watch(
         except (
             httpx.HTTPError,
             kr8s.ServerError,
+            ApiError,
             RuntimeError,
             TimeoutError,
             OSError,
             json.JSONDecodeError,
         ) as e:
-            if status_code(e) == 410:
+            if _status(e) == 410:
                 continue
             log.warning("watch %s failed, relisting in %.1fs: %s", path, backoff, e)
             await asyncio.sleep(backoff)
@@ -196,3 +211,11 @@ async def list_watch(
 class _Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
 
+
+
+def _status(e: BaseException) -> int | None:
+    if isinstance(e, ApiError):
+        return e.status
+    if isinstance(e, kr8s.ServerError) and e.response is not None:
+        return int(e.response.status_code)
+    return None

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import kr8s.asyncio
 
-from e2e.localcluster.kubeapi import Kube
+from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet.provisioner import Provisioner
 
 
 async def provision(kubeconfig: Path, root: Path) -> None:
     api = await kr8s.asyncio.api(kubeconfig=str(kubeconfig))  # keep: kr8s caches it weakly
-    await Provisioner(Kube(api), root).run()
+    await Provisioner(KubeClient(api), root).run()
 
 
 def main() -> None:

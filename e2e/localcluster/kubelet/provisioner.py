@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import kr8s
+import httpx
 
-from e2e.localcluster.kubeapi import Kube, Obj, list_watch, status_code
+from e2e.localcluster.kubeapi import ApiError, KubeClient, Obj, list_watch
 
 log = logging.getLogger("etcdop.localcluster.provisioner")
 
@@ -95,7 +95,7 @@ def remove_volume_dir(path: Path, root: Path) -> None:
 
 
 class Provisioner:
-    def __init__(self, kube: Kube, root: Path) -> None:
+    def __init__(self, kube: KubeClient, root: Path) -> None:
         self.kube = kube
         self.root = root
         self.synced = asyncio.Event()
@@ -104,8 +104,8 @@ class Provisioner:
         if await self.kube.get(f"/apis/storage.k8s.io/v1/storageclasses/{CLASS_NAME}") is None:
             try:
                 await self.kube.create("/apis/storage.k8s.io/v1/storageclasses", storage_class())
-            except kr8s.ServerError as e:
-                if status_code(e) != 409:
+            except ApiError as e:
+                if e.status != 409:
                     raise
 
     async def on_claim(self, typ: str, pvc: Obj) -> None:
@@ -125,8 +125,8 @@ class Provisioner:
                 pvc["metadata"]["namespace"],
                 pvc["metadata"]["name"],
             )
-        except kr8s.ServerError as e:
-            if status_code(e) != 409:
+        except ApiError as e:
+            if e.status != 409:
                 log.warning(
                     "claim %s/%s: creating %s failed: %s",
                     pvc["metadata"]["namespace"],
@@ -151,7 +151,7 @@ class Provisioner:
             try:
                 await self.ensure_class()
                 break
-            except (kr8s.ServerError, OSError, TimeoutError) as e:
+            except (ApiError, httpx.HTTPError, OSError, TimeoutError) as e:
                 log.warning("storage class %s: %s; retrying", CLASS_NAME, e)
                 await asyncio.sleep(2)
         claims_synced, volumes_synced = asyncio.Event(), asyncio.Event()
