@@ -66,7 +66,7 @@ def rss_mib(pid: int) -> float:
 
 class RestoreRssSampler:
     """Peak RSS of every process whose command line is an `etcdop restore` (the seed's init
-    container runs as a host process of the local node), sampled every 5 ms."""
+    container, a process on this host like every container), sampled every 5 ms."""
 
     def __init__(self) -> None:
         self.peak = 0.0
@@ -190,10 +190,11 @@ async def one_size(kube: KubeClient, s3: Any, size: int) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, work: Path) -> int:
+    agent_image = product_image()  # a stale image fails now, not after the wait below
     cluster = LocalCluster(work / "cluster")
-    cluster.up(lock_wait=3600)  # the nodes are machine-wide: wait for a test session's
     ops = Operators(cluster.control_plane.kubeconfig, work / "logs")
     try:
+        cluster.up(lock_wait=3600)  # the nodes are machine-wide: wait for a test session's
         s3 = cluster.s3.start()
         import boto3
         from botocore.config import Config
@@ -204,7 +205,6 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         api = await kr8s.asyncio.api(kubeconfig=str(cluster.control_plane.kubeconfig))
         kube = KubeClient(api)
         await install_crd(kube)
-        agent_image = product_image()
         await kube.create("/api/v1/namespaces", {"metadata": {"name": NS}})
         await kube.create(f"/api/v1/namespaces/{NS}/secrets",
                           secret("s3-creds", s3.access_key, s3.secret_key))

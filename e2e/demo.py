@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from e2e.localcluster import lock
 from e2e.localcluster.binaries import ETCD_VERSIONS, bin_path
 from e2e.localcluster.cluster import LocalCluster
 from e2e.operator import product_image
@@ -39,7 +40,7 @@ BACKUP = "demo-first"
 VERSION = ETCD_VERSIONS[0].lstrip("v")
 KEYS = {f"/demo/key-{i:02d}": f"value {i}" for i in range(10)}
 
-CLUSTER_UP_WITHIN = 600.0  # includes waiting for another session's nodes to go
+CLUSTER_UP_WITHIN = 600.0  # for another session's nodes to stop (the machine lock)
 OPERATOR_WITHIN = 180.0
 AVAILABLE_WITHIN = 300.0
 BACKUP_WITHIN = 240.0
@@ -121,7 +122,7 @@ class Demo:
         from e2e.localcluster.kubelet.dns import run_on_host_with_cluster_dns
 
         argv = [str(bin_path("etcdctl")), f"--endpoints={endpoints}", "--dial-timeout=5s", *args]
-        out = run_on_host_with_cluster_dns(argv, self.cluster.state_dir / "node", timeout=30)
+        out = run_on_host_with_cluster_dns(argv, self.cluster.real_nodes().state, timeout=30)
         if out.returncode != 0:
             raise StepFailed(f"`etcdctl {shlex.join(args)}` failed: {out.stderr.strip()}")
         return out.stdout
@@ -140,10 +141,17 @@ class Demo:
 
 def cluster_up(demo: Demo) -> None:
     with demo.step(f"local cluster up (state in {demo.cluster.state_dir})"):
-        try:  # the nodes are machine-wide: wait for another session's (a test run's) to go
-            demo.cluster.up(lock_wait=CLUSTER_UP_WITHIN)
-        except SystemExit as e:
-            raise StepFailed(str(e)) from None
+        said = [-30.0]
+
+        def waiting(waited: float) -> None:
+            if waited - said[0] >= 30:
+                print(f"    waiting for another session's nodes to stop (they hold "
+                      f"{lock.MACHINE_LOCK}; {waited:.0f}s so far)", flush=True)
+                said[0] = waited
+
+        try:
+            product_image()  # a stale image fails now, not after a long wait for the machine
+            demo.cluster.up(lock_wait=CLUSTER_UP_WITHIN, on_wait=waiting)
         except Exception as e:
             raise StepFailed(f"{type(e).__name__}: {e}") from None
         demo.tool("kubectl", "get", "nodes")

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import subprocess
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from e2e.localcluster.config import SERVICE_CIDR
 from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.kubelet import faults
 from e2e.localcluster.kubelet.fixtures import LocalNode
+from e2e.localcluster.kubelet.host import FORWARD_GUARD
 from e2e.localcluster.kubelet.images import PAUSE_IMAGE, etcd_image
 from e2e.localcluster.kubelet.testing import (
     condition,
@@ -225,6 +227,10 @@ async def test_three_member_etcd_of_plain_pods_forms_and_answers_by_dns_from_a_p
     out = await kubectl(local_node, "logs", "-n", ns, "svc-client")
     assert done["status"]["phase"] == "Succeeded", (done["status"], out.stdout, out.stderr)
     assert out.stdout.split() == ["k", "v"], out.stdout
+    # Forwarding is on for that, and only that: pods' packets to other networks are dropped.
+    guard = await asyncio.to_thread(subprocess.run, ["iptables", "-C", *FORWARD_GUARD],
+                                    capture_output=True, text=True)
+    assert guard.returncode == 0, f"no FORWARD guard while ip_forward is on: {guard.stderr}"
 
 
 async def test_fault_hooks_kill_a_container_cut_its_network_and_freeze_it(
@@ -252,9 +258,11 @@ async def test_fault_hooks_kill_a_container_cut_its_network_and_freeze_it(
 
     # A frozen member keeps its sockets and answers nothing: its probe times out.
     await asyncio.to_thread(faults.pause_container, uid, "etcd")
-    await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "False", 60,
-                   "unready while frozen")
-    await asyncio.to_thread(faults.pause_container, uid, "etcd", False)
+    try:
+        await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "False", 60,
+                       "unready while frozen")
+    finally:
+        await asyncio.to_thread(partial(faults.pause_container, paused=False), uid, "etcd")
     healed = await wait_pod(kube, ns, "solo", lambda p: condition(p, "Ready") == "True", 60,
                             "Ready once thawed")
     # A cut network or a frozen process fails probes but restarts nothing (no liveness probe).

@@ -12,6 +12,8 @@ import sys
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.cluster import LocalCluster, default_state_dir
+from e2e.localcluster.kubelet.nodes import RealNodes
+from e2e.localcluster.lock import MachineBusy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "bin":
         print(bin_path(args.name, args.version))
     elif args.cmd == "up":
-        cluster.up(with_node=not args.no_node, lock_wait=args.wait_lock)
+        try:
+            cluster.up(with_node=not args.no_node, lock_wait=args.wait_lock)
+        except MachineBusy as e:
+            raise SystemExit(f"{e} (`up --wait-lock SECONDS` waits for them)") from None
         print(f"# local cluster is up: API server {cluster.control_plane.server}", file=sys.stderr)
         print(f"export KUBECONFIG={cluster.control_plane.kubeconfig}")
     elif args.cmd == "down":
         cluster.down()
         print("# local cluster stopped", file=sys.stderr)
     elif args.cmd == "node":
-        real = cluster.real_nodes()
+        real = RealNodes.current()  # the nodes running here, whichever cluster started them
         if args.action == "restart-all":
             real.restart_all()
             print("# every node restarted", file=sys.stderr)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from e2e.localcluster import lock
 from e2e.localcluster.binaries import bin_dir
 from e2e.localcluster.controlplane import ControlPlane
+from e2e.localcluster.kubelet import bridge
 from e2e.localcluster.kubelet.nodes import RealNodes, crictl_path
 from e2e.localcluster.s3 import S3Server
 
@@ -34,27 +36,25 @@ class LocalCluster:
     def nodes_running(self) -> bool:
         return self.real_nodes().running()
 
-    def up(self, with_node: bool = True, lock_wait: float = 0) -> None:
-        """Start what is not running; the nodes under the machine lock, which a small process
-        keeps until `down` (waits LOCK_WAIT seconds for another session's nodes)."""
-        self.control_plane.start()
-        self.s3.start()
-        if not with_node:
-            return
+    def up(
+        self,
+        with_node: bool = True,
+        lock_wait: float = 0,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        """Start what is not running. Nodes first take the machine lock (waiting LOCK_WAIT
+        seconds for another session's nodes, telling ON_WAIT; MachineBusy after that), before
+        anything starts; a small process keeps it until `down`."""
         real = self.real_nodes()
-        if real.running():
-            real.wait_ready(60)
-            return
-        fd = lock.try_take()
-        if fd is None:
-            if lock_wait > 0:
-                print(f"# waiting up to {lock_wait:.0f}s for {lock.MACHINE_LOCK} (another "
-                      "session's nodes)", file=sys.stderr)
-            try:
-                fd = lock.take(lock_wait)
-            except lock.MachineBusy as e:
-                raise SystemExit(f"{e} (`up --wait-lock SECONDS` waits longer)") from None
+        fd = lock.take(lock_wait, on_wait) if with_node and not real.running() else None
         try:
+            self.control_plane.start()
+            self.s3.start()
+            if not with_node:
+                return
+            if fd is None:
+                real.wait_ready(60)
+                return
             real.hold_lock(fd)
             try:
                 timings = real.start()
@@ -62,15 +62,30 @@ class LocalCluster:
                 real.stop()
                 raise
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         print("# real nodes up; seconds since start: "
               + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), file=sys.stderr)
 
     def down(self) -> None:
+        """Stop this cluster. The nodes' machine-wide parts (cgroup roots, sockets, the bridge)
+        are named alike for every cluster, so another cluster's running nodes are left alone."""
         real = self.real_nodes()
-        if real.state.exists():
+        try:
+            running: Path | None = RealNodes.current().cluster_state.resolve()
+        except RuntimeError:
+            running = None
+        if running is not None and running != self.state_dir:
+            print(f"# down: the nodes running here belong to the cluster in {running}; "
+                  "leaving them (run down with that --state-dir)")
+        elif real.state.exists():
             for problem in real.stop():
                 print(f"# down: could not undo {problem}")
+        elif (fd := lock.try_take()) is not None:
+            try:  # no state, no nodes: sweep a bridge a crashed run left
+                bridge.remove_bridge()
+            finally:
+                os.close(fd)
         self.s3.stop()
         self.control_plane.stop()
 

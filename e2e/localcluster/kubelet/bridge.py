@@ -1,6 +1,7 @@
 """The pod bridge `etcdop0`: the host's address on it is where pods reach the API server and
 cluster DNS, so it exists before the nodes start; the CNI bridge plugin then plugs every pod's
-veth into it. Nothing is routed off the host from it (no masquerade to other addresses)."""
+veth into it. Nothing masquerades pod traffic to other addresses: while kube-proxy needs
+ip_forward (nodes.py) a pod's packet to another network could leave, but no reply finds it."""
 
 from __future__ import annotations
 

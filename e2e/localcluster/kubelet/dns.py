@@ -85,9 +85,6 @@ class ClusterDNS:
     def stop(self) -> None:
         self.procs.stop(PROC_NAME)
 
-    def log(self, lines: int = 50) -> str:
-        return self.procs.tail(PROC_NAME, lines)
-
 
 def host_resolv_conf(state_dir: Path, namespace: str = "default") -> Path:
     """A resolv.conf pointing at cluster DNS, for host processes that resolve cluster names."""
@@ -102,11 +99,8 @@ def host_resolv_conf(state_dir: Path, namespace: str = "default") -> Path:
     return path
 
 
-# Bind the resolv.conf in a private mount namespace, drop our copy of /run/netns (it would keep
-# deleted pods' namespaces alive while the command runs), then exec the command.
-_WRAPPER = (
-    'mount --bind "$0" /etc/resolv.conf || exit 125; umount -l /run/netns 2>/dev/null; exec "$@"'
-)
+# Bind the resolv.conf in a private mount namespace, then exec the command.
+_WRAPPER = 'mount --bind "$0" /etc/resolv.conf || exit 125; exec "$@"'
 
 
 def cluster_dns_argv(argv: Sequence[str], state_dir: Path) -> list[str]:

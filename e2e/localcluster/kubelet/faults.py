@@ -3,9 +3,9 @@ crictl finds a pod's sandbox and containers by the pod's uid on whichever node's
 runs it; the pod's network is cut on the host side of its veth (the pod keeps its address and
 routes, its packets go nowhere).
 
-These work from any process on the machine (a test, `python -m e2e.localcluster node ...`): the
-containerd sockets live at fixed paths under /run/etcdop/kn. Faults on whole nodes (power one
-off, reboot them all) are RealNodes' methods.
+These work from any process on the machine: the containerd sockets live at fixed paths under
+/run/etcdop/kn. Faults on whole nodes (power one off, reboot them all) are RealNodes' methods,
+also `python -m e2e.localcluster node ...`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e.localcluster.kubelet.nodes import RUN_ROOT, crictl_path
-
-FREEZER = Path("/sys/fs/cgroup/freezer")  # cgroup v1 here (shared/notes/containers.md)
+from e2e.localcluster.kubelet.nodes import FREEZER, RUN_ROOT, crictl_path
 
 
 class FaultError(RuntimeError):
@@ -106,15 +104,17 @@ def _freezer_state(uid: str, container: str) -> Path:
     return state
 
 
-def pause_container(uid: str, container: str, paused: bool = True) -> None:
-    """Freeze (or thaw) every process of CONTAINER, as `runc pause` does: a hung member that
-    holds its sockets open and answers nothing. Returns once the kernel says it is done."""
+def pause_container(uid: str, container: str, *, paused: bool = True) -> None:
+    """Freeze (or with PAUSED false thaw) every process of CONTAINER, as `runc pause` does: a
+    hung member that holds its sockets open and answers nothing. Returns once the kernel says
+    it is done. Stopping a node thaws what it froze (nodes.kill_cgroup_tasks)."""
     state = _freezer_state(uid, container)
     want = "FROZEN" if paused else "THAWED"
     state.write_text(want)
     deadline = time.monotonic() + 10
     while (now := state.read_text().strip()) != want:
         if time.monotonic() > deadline:
+            state.write_text("THAWED")  # not left half-frozen
             raise FaultError(f"pod uid {uid}: {container!r} is {now}, not {want}, after 10 s")
         time.sleep(0.01)
 

@@ -32,6 +32,9 @@ KUBELET_SYSCTLS = {
 }
 # kube-proxy: a Service IP answered by a pod is routed through the host.
 SERVICE_SYSCTLS = {"net/ipv4/ip_forward": 1}
+# ... and only that: pods are IPv4 only, and nothing they send leaves the machine.
+FORWARD_GUARD = ("FORWARD", "-s", config.POD_CIDR, "!", "-d", config.POD_CIDR, "-m", "comment",
+                 "--comment", "etcdop: pod traffic stays on this host", "-j", "DROP")
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # The device manager's registration socket is fixed in the kubelet (pluginapi.KubeletSocket).
 DEVICE_PLUGINS = Path("/var/lib/kubelet/device-plugins")
@@ -115,6 +118,18 @@ class HostChanges:
         data["kube_proxy"] = True
         self._save(data)
 
+    def guard_forwarding(self) -> None:
+        """Before IP forwarding goes on: a FORWARD rule drops what pods send to addresses outside
+        the pod network, so forwarding serves Service IPs (DNAT'd to pod IPs before FORWARD)
+        and nothing a pod sends leaves the machine. Undone by `undo`."""
+        data = self._load()
+        if not data.get("forward_guard"):
+            data["forward_guard"] = True
+            self._save(data)
+        if subprocess.run(["iptables", "-C", *FORWARD_GUARD], capture_output=True).returncode:
+            subprocess.run(["iptables", "-I", FORWARD_GUARD[0], "1", *FORWARD_GUARD[1:]],
+                           check=True, capture_output=True, text=True)
+
     # -- undo -------------------------------------------------------------------------------------
 
     def undo(self) -> list[str]:
@@ -128,6 +143,14 @@ class HostChanges:
                 (Path("/proc/sys") / key).write_text(f"{old}\n")
             except OSError as e:
                 problems.append(f"sysctl {key}={old}: {e}")
+        if data.get("forward_guard"):  # after ip_forward is back off
+            while subprocess.run(["iptables", "-C", *FORWARD_GUARD],
+                                 capture_output=True).returncode == 0:
+                r = subprocess.run(["iptables", "-D", *FORWARD_GUARD], capture_output=True,
+                                   text=True)
+                if r.returncode:
+                    problems.append(f"iptables -D {' '.join(FORWARD_GUARD)}: {r.stderr.strip()}")
+                    break
         for name in data["cgroups"]:
             for h in v1_hierarchies(with_unified=True):
                 problems += remove_cgroup_tree(h / name)

@@ -36,6 +36,7 @@ from e2e.localcluster.pki import CertificateAuthority
 from e2e.localcluster.procs import GaveUp, Procs, wait_for
 
 RUN_ROOT = Path("/run/etcdop/kn")
+FREEZER = Path("/sys/fs/cgroup/freezer")  # cgroup v1 only here (shared/notes/containers.md)
 REPO = Path(__file__).resolve().parents[3]
 PROVISIONER = "kn-provisioner"
 LOCK_HOLDER = "kn-machine-lock"
@@ -260,7 +261,7 @@ def kubelet_config(node: Node, ca: Path, serving_cert: Path, serving_key: Path,
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "failCgroupV1": False,  # this machine has cgroup v1 only (notes/containers.md)
+        "failCgroupV1": False,  # this machine has cgroup v1 only (shared/notes/containers.md)
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": f"/{node.cgroup_root}",
         "failSwapOn": False,
@@ -482,6 +483,7 @@ class RealNodes:
         Service IP answered by a pod is routed through the host)."""
         if self.procs.alive(KUBE_PROXY):
             return
+        self.host.guard_forwarding()
         self.host.set_kernel_settings(SERVICE_SYSCTLS)
         ca = CertificateAuthority(self.pki_dir)
         cert = ca.issue("kube-proxy", "system:kube-proxy", client=True)
@@ -546,10 +548,14 @@ class RealNodes:
         for n in self.nodes:
             if self.procs.alive(n.containerd_proc):
                 self.crictl(n, "rmp", "--all", "--force", timeout=120)
+        problems: list[str] = []
         for n in self.nodes:
-            self.stop_runtime(n)
+            try:
+                self.stop_runtime(n)
+            except RuntimeError as e:  # undo the rest all the same, and say what is left
+                problems.append(str(e))
         self.dns().stop()
-        problems = self.host.undo()
+        problems += self.host.undo()
         for n in self.nodes:
             with contextlib.suppress(OSError):
                 for p in sorted(n.run.rglob("*"), key=lambda p: -len(str(p))):
@@ -566,7 +572,9 @@ class RealNodes:
         """Kill NODE's containers (every task in its cgroup root), its shims and its containerd,
         then unmount what they left: the machine is off."""
         self.procs.stop(n.kubelet_proc, grace=20)
-        kill_cgroup_tasks(n.cgroup_root)
+        if survivors := kill_cgroup_tasks(n.cgroup_root):
+            raise RuntimeError(f"node {n.name}: tasks {survivors[:10]} of its containers "
+                               f"survive SIGKILL (cgroup {n.cgroup_root})")
         for pid in shim_pids(n):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -647,13 +655,22 @@ def cgroup_tasks(cgroup_root: str) -> list[int]:
     return pids
 
 
-def kill_cgroup_tasks(cgroup_root: str, within: float = 20) -> None:
+def kill_cgroup_tasks(cgroup_root: str, within: float = 20) -> list[int]:
+    """SIGKILL every task under CGROUP_ROOT until none is left; returns those that survive
+    WITHIN seconds. Frozen cgroups (a paused container) are thawed first: a frozen task acts
+    on SIGKILL only once thawed."""
+    for state in (FREEZER / cgroup_root).rglob("freezer.state"):
+        with contextlib.suppress(OSError):
+            state.write_text("THAWED")
     deadline = time.monotonic() + within
-    while (pids := cgroup_tasks(cgroup_root)) and time.monotonic() < deadline:
+    while pids := cgroup_tasks(cgroup_root):
+        if time.monotonic() > deadline:
+            return pids
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
+    return []
 
 
 def unmount_under(roots: tuple[Path, ...]) -> None:
