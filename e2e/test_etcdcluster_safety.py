@@ -111,11 +111,16 @@ async def test_an_emptied_seed_never_founds_a_second_cluster(
     (pod,) = await member_pods(kube, "seed", namespace)
 
     async def marked() -> bool:
+        """Marked, and serving clients: the operator serves the seed only once its kubelet has
+        the mark (status.observedGeneration), which it took 1-2 s to get on the real node; a
+        wipe before that is a window the product closes to clients, not to this test."""
         p = await kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")
-        ann = ((p or {}).get("metadata") or {}).get("annotations") or {}
-        return ann.get("etcdop.io/initial-cluster-state") == "existing"
+        meta = (p or {}).get("metadata") or {}
+        ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+        return (ann.get("etcdop.io/initial-cluster-state") == "existing"
+                and labels.get("etcdop.io/serving") == "true")
 
-    await eventually(marked, 60, "the seed to be marked as a member of a formed cluster")
+    await eventually(marked, 60, "the seed to be marked as formed and to serve clients")
     faults.wipe_volume(pod["metadata"]["uid"], DATA_DIR, ETCD_CONTAINER)
     faults.kill_container(pod["metadata"]["uid"], ETCD_CONTAINER)
 

@@ -107,6 +107,17 @@ def test_pod_view_reads_phase_readiness_and_version() -> None:
     assert observe.member_pod(pod("d", phase="Weird")).phase is PodPhase.UNKNOWN
 
 
+def test_a_pod_is_kubelet_synced_once_its_generation_is_observed() -> None:
+    behind = pod("a", phase="Running", observedGeneration=1)
+    behind["metadata"]["generation"] = 2
+    assert not observe.member_pod(behind).kubelet_synced
+    behind["status"]["observedGeneration"] = 2
+    assert observe.member_pod(behind).kubelet_synced
+    older_kubelet = pod("b", phase="Running")  # no observedGeneration before Kubernetes 1.33
+    older_kubelet["metadata"]["generation"] = 2
+    assert observe.member_pod(older_kubelet).kubelet_synced
+
+
 def test_a_restart_history_is_not_data_loss() -> None:
     """Was: 3 restarts and a non-zero last exit were taken as DataLost, so a member that had been
     OOM-killed or liveness-killed a few times was removed and its claim deleted."""

@@ -621,6 +621,18 @@ def test_healthy_current_voters_are_put_in_the_client_service() -> None:
     assert plan(obs) == StartTraffic(("demo-2",))
 
 
+def test_a_marked_seed_serves_only_once_its_kubelet_has_the_mark() -> None:
+    """Was (found on the real kubelet): the seed was marked `existing` and served at once, but
+    the kubelet applied the annotation 1-2 s later; a seed restarted on an emptied data dir in
+    between started as `new` and founded an empty cluster with the same IDs."""
+    unsynced = world([voter(1, leader=True)], [pod(1, serving=False, kubelet_synced=False)])
+    action = plan(unsynced)
+    assert isinstance(action, Wait) and action.reason == "KubeletSyncing", action
+    assert "demo-1" in action.message
+    synced = world([voter(1, leader=True)], [pod(1, serving=False)])
+    assert plan(synced) == StartTraffic(("demo-1",))
+
+
 def test_members_of_the_older_minor_join_only_once_etcd_downgraded_the_storage() -> None:
     done = replace(old_three(running=V, version=OLD), cluster_version="3.5.0")
     stored = tuple(

@@ -67,6 +67,10 @@ class MemberPod:
     created: float = 0.0
     """creationTimestamp in seconds since the epoch; 0 when unknown (the health gate never
     fires on an unknown start)."""
+    kubelet_synced: bool = True
+    """The kubelet has acted on the pod's latest generation (status.observedGeneration), so a
+    container it starts now gets the pod's current annotations; True where a kubelet older
+    than 1.33 reports no observedGeneration."""
 
     @property
     def running(self) -> bool:

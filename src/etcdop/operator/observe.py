@@ -136,6 +136,8 @@ def member_pod(
         pod_hash=str(annotations.get(manifests.ANN_POD_HASH, "")),
         serving=(meta.get("labels") or {}).get(manifests.LABEL_SERVING) == "true",
         created=_timestamp(meta.get("creationTimestamp")),
+        kubelet_synced=int(status.get("observedGeneration") or meta.get("generation") or 0)
+        >= int(meta.get("generation") or 0),
     )
 
 

@@ -437,6 +437,13 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
     serve = _to_serve(o, pods)
     if serve:
         return StartTraffic(serve)
+    for p in sorted(o.pods, key=lambda p: p.name):
+        if p.name in by_name and not p.serving and p.running and not p.kubelet_synced:
+            return Wait(
+                "KubeletSyncing",
+                f"pod {p.name} serves clients once its kubelet has its latest spec "
+                "(a restart before would not see initial-cluster-state=existing)",
+            )
 
     # A learner is dealt with before anything else changes membership.
     for learner in sorted(o.learners, key=lambda m: (m.name, m.id)):
@@ -700,7 +707,14 @@ def _to_serve(o: Observed, pods: dict[str, MemberPod]) -> tuple[str, ...]:
     out = []
     for v in sorted(o.voters, key=lambda m: m.name):
         pod = pods.get(v.name)
-        if pod is not None and not pod.serving and pod.running and v.healthy and not o.outdated(v):
+        if (
+            pod is not None
+            and not pod.serving
+            and pod.running
+            and pod.kubelet_synced
+            and v.healthy
+            and not o.outdated(v)
+        ):
             out.append(v.name)
     return tuple(out)
 

@@ -152,8 +152,7 @@ class Actor:
                     )
                     await _until(lambda: self._pod_gone_or_going(ec, m, force), CACHE_WAIT)
                 case MarkFormed(member=m):
-                    patch = {"metadata": {"annotations": {manifests.ANN_INITIAL_STATE: "existing"}}}
-                    await self.kube.patch(PODS, m, patch, ec.namespace)
+                    await self.kube.patch(PODS, m, self._formed_patch(ec, m), ec.namespace)
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
@@ -196,6 +195,23 @@ class Actor:
             return True
 
         await _until(seen, CACHE_WAIT)
+
+    def _formed_patch(self, ec: EtcdCluster, member: str) -> dict[str, Any]:
+        """The seed's `existing` annotation and FORMED_TOLERATION in one change, conditional on
+        the pod as cached: tolerations can only be added, so the list sent is the cached one
+        plus ours, and a stale cache gets a conflict (retried) rather than a refused removal."""
+        pod = self.caches.pods.get_by(ec.namespace, member) or {}
+        meta = pod.get("metadata") or {}
+        tolerations = list((pod.get("spec") or {}).get("tolerations") or [])
+        if manifests.FORMED_TOLERATION not in tolerations:
+            tolerations.append(manifests.FORMED_TOLERATION)
+        return {
+            "metadata": {
+                "annotations": {manifests.ANN_INITIAL_STATE: "existing"},
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "spec": {"tolerations": tolerations},
+        }
 
     def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
         pod = self.caches.pods.get_by(ec.namespace, name)
