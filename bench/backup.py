@@ -2,8 +2,9 @@
 
 For a database filled to 64 MiB and then to 512 MiB, it times `POST /v1/backups` on a real agent
 process (`etcdop agent`, its RSS sampled from /proc every 5 ms during the backup) against the
-baseline `etcdctl snapshot save` to a file followed by boto3's managed upload of that file. It
-brings up one etcd member and versitygw from the test binaries cache, all on loopback.
+baseline `etcdctl snapshot save` to a file followed by boto3's managed upload of that file, each
+--rounds times (alternated, medians reported: single runs here vary by 10-15 %). It brings up
+one etcd member and versitygw from the test binaries cache, all on loopback.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -109,12 +112,27 @@ def start_agent(procs: Procs, work: Path, etcd_url: str, s3: S3Endpoint, version
     return url, token, pid
 
 
+async def baseline(etcdctl: str, etcd_url: str, boto: Any, file: Path) -> float:
+    """`etcdctl snapshot save` to FILE, then boto3's managed upload of it: seconds for both."""
+    t0 = time.perf_counter()
+    await asyncio.to_thread(
+        subprocess.run, [etcdctl, f"--endpoints={etcd_url}", "snapshot", "save", str(file)],
+        check=True, capture_output=True,
+    )
+    await asyncio.to_thread(boto.upload_file, str(file), "bench", f"baseline/{file.name}")
+    seconds = time.perf_counter() - t0
+    await asyncio.to_thread(file.unlink)
+    return seconds
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="one JSON line per database size")
     parser.add_argument("--sizes", default="64,512", help="database sizes in MiB (default 64,512)")
     parser.add_argument("--part-size-mib", type=int, default=8, help="the agent's part size")
     parser.add_argument("--parts-in-flight", type=int, default=2, help="the agent's uploaders")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="backups and baselines per size, alternated; medians are reported")
     args = parser.parse_args()
     tuning = [f"--part-size-mib={args.part_size_mib}", f"--parts-in-flight={args.parts_in_flight}"]
     version = ETCD_VERSIONS[0]
@@ -146,34 +164,35 @@ async def main() -> int:
                     index = await fill(etcd, etcd_url, size, index)
                     db_mib = (await etcd.status(etcd_url)).db_size / MIB
                     idle = rss_mib(pid)
-                    with RssSampler(pid) as sampler:
-                        t0 = time.perf_counter()
-                        resp = await http.post(url + "/v1/backups",
-                                               json={"storage": {**storage, "prefix": f"s{i}"}})
-                        backup_s = time.perf_counter() - t0
-                    if resp.status_code != 201:
-                        print(resp.text, file=sys.stderr)
-                        return 1
-                    snap_bytes = resp.json()["backup"]["snapshotSize"]
-                    file = work / f"baseline-{size}.db"
-                    t0 = time.perf_counter()
-                    await asyncio.to_thread(
-                        subprocess.run,
-                        [etcdctl, f"--endpoints={etcd_url}", "snapshot", "save", str(file)],
-                        check=True, capture_output=True,
-                    )
-                    await asyncio.to_thread(boto.upload_file, str(file), "bench",
-                                            f"baseline/{size}.db")
-                    baseline_s = time.perf_counter() - t0
-                    file.unlink()
+                    backups: list[float] = []
+                    baselines: list[float] = []
+                    peak = 0.0
+                    snap_bytes = 0
+                    for r in range(args.rounds):  # alternated, so a slow spell hits both
+                        with RssSampler(pid) as sampler:
+                            t0 = time.perf_counter()
+                            resp = await http.post(url + "/v1/backups", json={
+                                "storage": {**storage, "prefix": f"s{i}r{r}"}})
+                            backups.append(time.perf_counter() - t0)
+                        if resp.status_code != 201:
+                            print(resp.text, file=sys.stderr)
+                            return 1
+                        peak = max(peak, sampler.peak)
+                        snap_bytes = resp.json()["backup"]["snapshotSize"]
+                        baselines.append(await baseline(etcdctl, etcd_url, boto,
+                                                        work / f"baseline-{size}.db"))
+                    backup_s, baseline_s = statistics.median(backups), statistics.median(baselines)
                     row = {
                         "db_mib": round(db_mib, 1),
                         "backup_s": round(backup_s, 3),
                         "mb_per_s": round(snap_bytes / 1e6 / backup_s, 1),
-                        "agent_peak_rss_mib": round(sampler.peak, 1),
+                        "agent_peak_rss_mib": round(peak, 1),
                         "agent_idle_rss_mib": round(idle, 1),
                         "baseline_s": round(baseline_s, 3),
                         "ratio": round(baseline_s / backup_s, 2),
+                        "rounds": args.rounds,
+                        "backup_s_each": [round(b, 3) for b in backups],
+                        "baseline_s_each": [round(b, 3) for b in baselines],
                         "etcd": version,
                         "part_size_mib": args.part_size_mib,
                         "parts_in_flight": args.parts_in_flight,
