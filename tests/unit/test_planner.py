@@ -625,12 +625,17 @@ def test_a_marked_seed_serves_only_once_its_kubelet_has_the_mark() -> None:
     """Was (found on the real kubelet): the seed was marked `existing` and served at once, but
     the kubelet applied the annotation 1-2 s later; a seed restarted on an emptied data dir in
     between started as `new` and founded an empty cluster with the same IDs."""
-    unsynced = world([voter(1, leader=True)], [pod(1, serving=False, kubelet_synced=False)])
+    unsynced = world([voter(1, leader=True)], [pod(1, serving=False, kubelet_synced=False)], size=1)
     action = plan(unsynced)
     assert isinstance(action, Wait) and action.reason == "KubeletSyncing", action
     assert "demo-1" in action.message
-    synced = world([voter(1, leader=True)], [pod(1, serving=False)])
+    synced = world([voter(1, leader=True)], [pod(1, serving=False)], size=1)
     assert plan(synced) == StartTraffic(("demo-1",))
+    # Nothing else waits for a kubelet: a pod already serving, going or on a lost node.
+    for other in (pod(1, kubelet_synced=False), pod(1, serving=False, kubelet_synced=False,
+                                                     deleting=True, node_lost=True)):
+        assert not (isinstance(a := plan(world([voter(1, leader=True)], [other], size=1)), Wait)
+                    and a.reason == "KubeletSyncing"), a
 
 
 def test_members_of_the_older_minor_join_only_once_etcd_downgraded_the_storage() -> None:

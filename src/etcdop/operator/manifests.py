@@ -29,10 +29,10 @@ LABEL_CLUSTER_UID = "etcdop.io/cluster-uid"
 never takes an earlier one's data for its own."""
 ANN_INITIAL_STATE = "etcdop.io/initial-cluster-state"
 FORMED_TOLERATION = {"key": "etcdop.io/formed", "operator": "Exists", "effect": "NoSchedule"}
-"""Added to the seed's pod with its `existing` annotation. An annotation does not change a pod's
-generation; a new toleration (the one spec change a running pod allows, harmless once bound)
-does, so the kubelet's status.observedGeneration says when it has the annotation too: a
-container it restarts after that starts etcd as `existing`. It took the kubelet 1-2 s here."""
+"""Added to the seed's pod after its `existing` annotation. An annotation does not change a pod's
+generation; a new toleration (the least disruptive spec change a running pod allows, harmless
+once bound) does, so the kubelet's status.observedGeneration says when it has the annotation
+too: a container it restarts after that starts etcd as `existing`. It took 1-2 s here."""
 ANN_VERSION = "etcdop.io/version"
 ANN_POD_HASH = "etcdop.io/pod-hash"
 """A hash of the member pod as the spec renders it: a member whose pod hash differs is outdated

@@ -69,8 +69,8 @@ class MemberPod:
     fires on an unknown start)."""
     kubelet_synced: bool = True
     """The kubelet has acted on the pod's latest generation (status.observedGeneration), so a
-    container it starts now gets the pod's current annotations; True where a kubelet older
-    than 1.33 reports no observedGeneration."""
+    container it starts now gets the pod's current annotations; True where the kubelet reports
+    no observedGeneration (before 1.34 by default), which cannot be waited for."""
 
     @property
     def running(self) -> bool:

@@ -437,13 +437,6 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
     serve = _to_serve(o, pods)
     if serve:
         return StartTraffic(serve)
-    for p in sorted(o.pods, key=lambda p: p.name):
-        if p.name in by_name and not p.serving and p.running and not p.kubelet_synced:
-            return Wait(
-                "KubeletSyncing",
-                f"pod {p.name} serves clients once its kubelet has its latest spec "
-                "(a restart before would not see initial-cluster-state=existing)",
-            )
 
     # A learner is dealt with before anything else changes membership.
     for learner in sorted(o.learners, key=lambda m: (m.name, m.id)):
@@ -511,6 +504,13 @@ def _with_membership(o: Observed, members: tuple[Member, ...]) -> Action:
             return blocker
         reason = "ScaleUp" if len(voters) < o.spec.size else "Upgrade"
         return _fresh_name(o) or AddLearner(o.next_member_name, reason=reason)
+    for p in sorted(o.pods, key=lambda p: p.name):
+        if not p.serving and p.running and not p.node_lost and not p.kubelet_synced:
+            return Wait(
+                "KubeletSyncing",
+                f"pod {p.name} serves clients once its kubelet has its latest spec "
+                "(a restart before would not see initial-cluster-state=existing)",
+            )
     return Done()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,6 +52,8 @@ from etcdop.operator.planner import (
     Wait,
 )
 from etcdop.operator.restorerequest import RestoreRequest
+
+log = logging.getLogger(__name__)
 
 CACHE_WAIT = 10.0
 """Seconds to wait for the cache to show our own write."""
@@ -152,7 +155,7 @@ class Actor:
                     )
                     await _until(lambda: self._pod_gone_or_going(ec, m, force), CACHE_WAIT)
                 case MarkFormed(member=m):
-                    await self.kube.patch(PODS, m, self._formed_patch(ec, m), ec.namespace)
+                    await self._mark_formed(ec, m)
                 case DeleteClaim(member=m):
                     await self.kube.delete(PVCS, m, ec.namespace)
                     await _until(lambda: self._claim_gone_or_going(ec, m), CACHE_WAIT)
@@ -196,22 +199,47 @@ class Actor:
 
         await _until(seen, CACHE_WAIT)
 
-    def _formed_patch(self, ec: EtcdCluster, member: str) -> dict[str, Any]:
-        """The seed's `existing` annotation and FORMED_TOLERATION in one change, conditional on
-        the pod as cached: tolerations can only be added, so the list sent is the cached one
-        plus ours, and a stale cache gets a conflict (retried) rather than a refused removal."""
-        pod = self.caches.pods.get_by(ec.namespace, member) or {}
-        meta = pod.get("metadata") or {}
-        tolerations = list((pod.get("spec") or {}).get("tolerations") or [])
-        if manifests.FORMED_TOLERATION not in tolerations:
-            tolerations.append(manifests.FORMED_TOLERATION)
-        return {
-            "metadata": {
-                "annotations": {manifests.ANN_INITIAL_STATE: "existing"},
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "spec": {"tolerations": tolerations},
-        }
+    async def _mark_formed(self, ec: EtcdCluster, member: str) -> None:
+        """The seed's `existing` annotation, then FORMED_TOLERATION so that the kubelet's
+        observedGeneration says when it has the annotation; done once the cache shows both.
+        The toleration is best effort: where admission refuses it the generation stays, the
+        pod counts as synced at once and the seed serves as it did before the toleration."""
+        pod = self.caches.pods.get_by(ec.namespace, member)
+        if pod is None:
+            return  # gone meanwhile: the next plan sees why
+        annotate = {"metadata": {"annotations": {manifests.ANN_INITIAL_STATE: "existing"}}}
+        await self.kube.patch(PODS, member, annotate, ec.namespace)
+        tolerations = (pod.get("spec") or {}).get("tolerations")
+        tolerated = manifests.FORMED_TOLERATION in (tolerations or [])
+        if not tolerated:
+            # JSON patch "add" appends without a resourceVersion: tolerations only ever grow.
+            add = (
+                {"op": "add", "path": "/spec/tolerations/-", "value": manifests.FORMED_TOLERATION}
+                if tolerations
+                else {
+                    "op": "add",
+                    "path": "/spec/tolerations",
+                    "value": [manifests.FORMED_TOLERATION],
+                }
+            )
+            try:
+                await self.kube.patch(PODS, member, [add], ec.namespace, patch_type="json")
+                tolerated = True
+            except KubeError as e:
+                log.warning(
+                    "seed toleration refused; it serves without waiting for its kubelet",
+                    extra={"cluster": f"{ec.namespace}/{ec.name}", "pod": member, "error": str(e)},
+                )
+
+        def seen() -> bool:
+            now = self.caches.pods.get_by(ec.namespace, member) or {}
+            ann = (now.get("metadata") or {}).get("annotations") or {}
+            tol = (now.get("spec") or {}).get("tolerations") or []
+            return ann.get(manifests.ANN_INITIAL_STATE) == "existing" and (
+                not tolerated or manifests.FORMED_TOLERATION in tol
+            )
+
+        await _until(seen, CACHE_WAIT)
 
     def _pod_gone_or_going(self, ec: EtcdCluster, name: str, gone: bool = False) -> bool:
         pod = self.caches.pods.get_by(ec.namespace, name)
