@@ -135,7 +135,11 @@ async def test_an_emptied_seed_never_founds_a_second_cluster(
     async with etcd_client(kube, "seed", namespace, call_timeout=2) as etcd:
         with pytest.raises(EtcdError):
             await etcd.get("seed/000000")
-    assert "ClusterLost" in await event_reasons(kube, namespace, "seed")
+    # The Event is written after the status that says it (seen missing when read at once).
+    async def said() -> bool:
+        return "ClusterLost" in await event_reasons(kube, namespace, "seed")
+
+    await eventually(said, 30, "a ClusterLost event about the cluster")
 
 
 async def test_restarts_are_not_data_loss(
