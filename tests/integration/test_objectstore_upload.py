@@ -185,17 +185,22 @@ async def test_listing_and_deleting_backups_for_retention(s3: S3Procs) -> None:
     t0 = dt.datetime(2026, 11, 27, 3, 0, tzinfo=dt.UTC)
     keys = [BackupKey("pre", "ns", "demo", t0 + dt.timedelta(minutes=m), 10 + m)
             for m in (2, 0, 1)]
+    # A key named to the second before a millisecond key of the same second (by name it sorts
+    # after it: '.' < 'Z').
+    keys.append(BackupKey("pre", "ns", "demo", t0 + dt.timedelta(minutes=4, milliseconds=500), 14))
+    keys.append(BackupKey.parse("pre", "ns", "demo", "pre/ns/demo/20261127T030400Z-"
+                                + "13".zfill(19) + "/"))
     for key in keys:
         await store.upload(key.snapshot(), chunks_of(b"x" * 100), part_size=PART)
         await store.put_json(key.metadata, {})
-    unfinished = BackupKey("pre", "ns", "demo", t0 + dt.timedelta(minutes=3), 20)
+    unfinished = BackupKey("pre", "ns", "demo", t0 + dt.timedelta(minutes=5), 20)
     await store.upload(unfinished.snapshot(), chunks_of(b"y"), part_size=PART)  # no metadata
 
     listed = await store.list_backups("pre", "ns", "demo")
-    assert [b.revision for b in listed] == [10, 11, 12]  # oldest first, only complete ones
+    assert [b.revision for b in listed] == [10, 11, 12, 13, 14]  # oldest first, only complete
 
     assert await store.delete_backup(listed[0]) == 2
-    assert [b.revision for b in await store.list_backups("pre", "ns", "demo")] == [11, 12]
+    assert [b.revision for b in await store.list_backups("pre", "ns", "demo")] == [11, 12, 13, 14]
     assert not any(k.startswith(listed[0].dir) for k in s3.keys(bucket))
 
 

@@ -44,7 +44,7 @@ def test_timestamps_are_utc_whatever_zone_they_come_in() -> None:
 def test_key_order_is_time_order_then_revision(taken: list[tuple[dt.datetime, int]]) -> None:
     keys = [BackupKey("p", "ns", "c", t.replace(tzinfo=dt.UTC), r) for t, r in taken]
     by_key = sorted(keys, key=lambda k: k.dir)
-    by_time = sorted(keys, key=lambda k: (k.taken_at, k.revision))
+    by_time = sorted(keys, key=lambda k: k.order)
     assert [(k.taken_at, k.revision) for k in by_key] == [(k.taken_at, k.revision) for k in by_time]
 
 
@@ -61,6 +61,15 @@ def test_keys_named_to_the_second_still_parse_and_keep_their_name() -> None:
     older = "p/ns/c/20261127T031500Z-0000000000000000007/metadata.json"
     key = BackupKey.parse("p", "ns", "c", older)
     assert key.metadata == older and key.taken_at == T and key.revision == 7
+
+
+def test_a_key_named_to_the_second_orders_by_its_time_not_its_name() -> None:
+    """Was: lists were sorted by name, and '.' sorts before 'Z', so a millisecond key taken
+    later in the same second came before the older whole-second key."""
+    older = BackupKey.parse("p", "ns", "c", "p/ns/c/20261127T031500Z-0000000000000000007/")
+    newer = BackupKey("p", "ns", "c", T.replace(microsecond=250_000), 7)
+    assert newer.dir < older.dir  # by name: the wrong way round
+    assert sorted([newer, older], key=lambda k: k.order) == [older, newer]
 
 
 def test_parse_gives_back_the_key() -> None:

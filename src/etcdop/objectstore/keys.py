@@ -5,7 +5,8 @@ time order. Whole seconds were not enough: two EtcdBackups sent to two members a
 write between them, got the same second and revision, and the second was refused as an existing
 object. One agent runs one backup at a time, so its keys never repeat; two agents would need the
 same millisecond and revision. Keys written with whole seconds (`20261127T031500Z`) still parse
-and keep their name.
+and keep their name; beside millisecond keys of the same second they sort last by name ('.'
+comes before 'Z'), so lists are sorted by `BackupKey.order`, not by name.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class BackupKey:
         t = self.taken_at.astimezone(dt.UTC)
         kept = 0 if self.whole_seconds else t.microsecond // 1000 * 1000
         object.__setattr__(self, "taken_at", t.replace(microsecond=kept))  # what the name holds
+
+    @property
+    def order(self) -> tuple[dt.datetime, int]:
+        """Time order, then revision: true for keys of either naming."""
+        return (self.taken_at, self.revision)
 
     @property
     def cluster_dir(self) -> str:

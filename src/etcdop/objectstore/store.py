@@ -280,7 +280,7 @@ class ObjectStore:
             if key.endswith("/" + METADATA):
                 with contextlib.suppress(ValueError):
                     found.append(BackupKey.parse(prefix, namespace, cluster, key))
-        return sorted(found, key=lambda b: b.dir)
+        return sorted(found, key=lambda b: b.order)
 
     async def _check_stored(self, sent: UploadResult) -> None:
         head = await self.head(sent.key)
