@@ -73,12 +73,8 @@ class BackupReconciler:
 
     def _pods(self, namespace: str, cluster: str) -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
-        for pod in self.pods:
-            meta = pod.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            mine = labels.get(manifests.LABEL_CLUSTER) == cluster
-            if meta.get("namespace") == namespace and mine:
-                out[str(meta.get("name"))] = pod
+        for pod in self.pods.list(namespace, {manifests.LABEL_CLUSTER: cluster}):
+            out[str(pod["metadata"]["name"])] = pod
         return out
 
     async def _status(self, raw: Mapping[str, Any], st: EtcdBackupStatus) -> None:
