@@ -13,7 +13,15 @@ from typing import Any
 
 from etcdop.api.backupstorage import COMPRESSIONS, ENCRYPTIONS, BackupStorage
 from etcdop.api.etcdcluster import GROUP, NAME_PATTERN, VERSION, Condition
-from etcdop.api.schema import FieldError, Rule, api_type, decode, encode, prop, validate
+from etcdop.api.schema import (
+    FieldError,
+    Rule,
+    StoredStatus,
+    api_type,
+    decode,
+    prop,
+    validate,
+)
 from etcdop.api.semver import cel_string
 
 KIND = "EtcdBackup"
@@ -76,7 +84,7 @@ class EtcdBackupSpec:
 
 
 @api_type
-class EtcdBackupStatus:
+class EtcdBackupStatus(StoredStatus):
     """The backup as the operator last saw it."""
 
     phase: str = prop("Pending, Running, Succeeded or Failed.", default="")
@@ -115,19 +123,6 @@ class EtcdBackupStatus:
     conditions: tuple[Condition, ...] = prop(
         "Complete and Verified.", default=(), list_map_keys=("type",)
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = encode(self)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> EtcdBackupStatus:
-        if not data:
-            return cls()
-        try:
-            return decode(cls, dict(data), KIND, "status")
-        except ValueError:
-            return cls()
 
     @property
     def finished(self) -> bool:

@@ -19,9 +19,9 @@ from etcdop.api.schema import (
     HasRules,
     JSONObject,
     Rule,
+    StoredStatus,
     api_type,
     decode,
-    encode,
     prop,
     validate,
 )
@@ -505,7 +505,7 @@ class UpgradeStall:
 
 
 @api_type
-class EtcdClusterStatus:
+class EtcdClusterStatus(StoredStatus):
     """The etcd cluster as the operator last observed it."""
 
     phase: str = prop(
@@ -558,20 +558,6 @@ class EtcdClusterStatus:
     restore: RestoreStatus | None = prop(
         "The last in-place restore from a backup (EtcdRestore).", default=None
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = encode(self)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> EtcdClusterStatus:
-        """The status as stored; an unreadable status reads as empty (we rewrite it anyway)."""
-        if not data:
-            return cls()
-        try:
-            return decode(cls, dict(data), KIND, "status")
-        except ValueError:
-            return cls()
 
 
 # ---------------------------------------------------------------- the object

@@ -13,7 +13,7 @@ from typing import Any
 from etcdop.api.backupstorage import RestoreSource, source_errors
 from etcdop.api.etcdbackup import CLUSTER_NAME_RULE
 from etcdop.api.etcdcluster import GROUP, VERSION, Condition
-from etcdop.api.schema import FieldError, api_type, decode, encode, prop, validate
+from etcdop.api.schema import FieldError, StoredStatus, api_type, decode, prop, validate
 
 KIND = "EtcdRestore"
 PLURAL = "etcdrestores"
@@ -46,7 +46,7 @@ class EtcdRestoreSpec:
 
 
 @api_type
-class EtcdRestoreStatus:
+class EtcdRestoreStatus(StoredStatus):
     """The restore as the operator last saw it."""
 
     phase: str = prop("Pending, Checking, Restoring, Succeeded or Failed.", default="")
@@ -73,19 +73,6 @@ class EtcdRestoreStatus:
     conditions: tuple[Condition, ...] = prop(
         "Checked and Complete.", default=(), list_map_keys=("type",)
     )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = encode(self)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> EtcdRestoreStatus:
-        if not data:
-            return cls()
-        try:
-            return decode(cls, dict(data), KIND, "status")
-        except ValueError:
-            return cls()
 
     @property
     def finished(self) -> bool:

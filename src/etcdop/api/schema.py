@@ -13,7 +13,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any, ClassVar, Self, TypeVar, dataclass_transform
 
 JSONObject = dict[str, Any]
 """A JSON object passed through unchanged (Kubernetes types we do not re-model, e.g. affinity)."""
@@ -98,6 +98,24 @@ class HasRules:
     """Mixin for API types with rules spanning several fields (checked on the whole object)."""
 
     RULES: ClassVar[tuple[Rule, ...]] = ()
+
+
+class StoredStatus:
+    """Mixin for a kind's status: `to_dict` for a status patch, `from_dict` for what was read.
+    A status that does not decode reads as empty: the reconciler rewrites it anyway."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = encode(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Self:
+        if not data:
+            return cls()
+        try:
+            return decode(cls, dict(data), cls.__name__, "status")
+        except ValueError:
+            return cls()
 
 
 @dataclass(frozen=True)

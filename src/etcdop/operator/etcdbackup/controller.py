@@ -22,13 +22,11 @@ def backups_of(backups: Store) -> KeysOf:
         meta = cluster.get("metadata") or {}
         ns, name = meta.get("namespace"), meta.get("name")
         out = []
-        for b in backups:
+        for b in backups.list(ns):
             bmeta = b.get("metadata") or {}
             phase = (b.get("status") or {}).get("phase")
-            if (
-                bmeta.get("namespace") == ns
-                and (b.get("spec") or {}).get("clusterName") == name
-                and (phase not in ("Succeeded", "Failed") or bmeta.get("deletionTimestamp"))
+            if (b.get("spec") or {}).get("clusterName") == name and (
+                phase not in ("Succeeded", "Failed") or bmeta.get("deletionTimestamp")
             ):
                 out.append(f"{ns}/{bmeta.get('name')}")
         return out
