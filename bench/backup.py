@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
-from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -146,11 +144,7 @@ async def main() -> int:
             wait_for(lambda: httpx.get(etcd_url + "/health").json()["health"] == "true", 30,
                      "etcd to be healthy")
             url, token, pid = start_agent(procs, work, etcd_url, s3, version, tuning)
-            boto = boto3.client(
-                "s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
-                aws_secret_access_key=s3.secret_key, region_name=s3.region,
-                config=Config(s3={"addressing_style": "path"}),
-            )
+            boto = s3.client()
             boto.create_bucket(Bucket="bench")
             storage = {"bucket": "bench", "endpoint": s3.url, "forcePathStyle": True}
             headers = {"Authorization": f"Bearer {token}"}

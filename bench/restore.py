@@ -45,7 +45,7 @@ from e2e.operator import (
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import backups_path, secret
+from e2e.test_etcdbackup import backups_path
 from etcdop.etcd import EtcdClient
 
 MIB = 1024 * 1024
@@ -196,18 +196,13 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     try:
         cluster.up(lock_wait=3600)  # the nodes are machine-wide: wait for a test session's
         s3 = cluster.s3.start()
-        import boto3
-        from botocore.config import Config
-
-        boto3.client("s3", endpoint_url=s3.url, aws_access_key_id=s3.access_key,
-                     aws_secret_access_key=s3.secret_key, region_name=s3.region,
-                     config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket="bench")
+        s3.client().create_bucket(Bucket="bench")
         api = await kr8s.asyncio.api(kubeconfig=str(cluster.control_plane.kubeconfig))
         kube = KubeClient(api)
         await install_crd(kube)
         await kube.create("/api/v1/namespaces", {"metadata": {"name": NS}})
         await kube.create(f"/api/v1/namespaces/{NS}/secrets",
-                          secret("s3-creds", s3.access_key, s3.secret_key))
+                          s3.credentials_secret("s3-creds"))
         op = ops.start("bench", lease_namespace=NS, extra_args=[f"--agent-image={agent_image}"])
         await op.wait_serving()
         await wait_lease_holder(kube, NS, op.identity, 60)

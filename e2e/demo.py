@@ -128,15 +128,7 @@ class Demo:
         return out.stdout
 
     def s3(self) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        ep = self.cluster.s3.endpoint
-        return boto3.client(
-            "s3", endpoint_url=ep.url, aws_access_key_id=ep.access_key,
-            aws_secret_access_key=ep.secret_key, region_name=ep.region,
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        return self.cluster.s3.endpoint.client()
 
 
 def cluster_up(demo: Demo) -> None:
@@ -211,11 +203,8 @@ def create_cluster(demo: Demo) -> dict[str, Any]:
             s3.create_bucket(Bucket=BUCKET)
         print(f"    S3 server {ep.url} (pods reach it at {ep.pod_url}), bucket {BUCKET}")
         demo.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        demo.apply({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "s3-creds", "namespace": NAMESPACE},
-            "stringData": {"accessKeyId": ep.access_key, "secretAccessKey": ep.secret_key},
-        })
+        creds = ep.credentials_secret("s3-creds")
+        demo.apply({**creds, "metadata": {**creds["metadata"], "namespace": NAMESPACE}})
         demo.apply({
             "apiVersion": "etcdop.io/v1alpha1", "kind": "EtcdCluster",
             "metadata": {"name": CLUSTER, "namespace": NAMESPACE},

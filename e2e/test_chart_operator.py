@@ -8,7 +8,6 @@ uninstalled (its pods gone) before the module ends.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -127,20 +126,10 @@ async def release(
 async def workload(release: Release, s3_server: S3Endpoint) -> AsyncIterator[dict[str, Any]]:
     """A 3-member cluster with backup storage, made by the chart's operator (deleted while the
     operator still runs, so its finalizers are honoured)."""
-    import boto3
-    from botocore.config import Config
-
     kube = release.kube
     ns = await new_namespace(kube, "ec-chart")
-    bucket = "e2e-chart-" + os.urandom(4).hex()
-    boto3.client("s3", endpoint_url=s3_server.url, aws_access_key_id=s3_server.access_key,
-                 aws_secret_access_key=s3_server.secret_key, region_name=s3_server.region,
-                 config=Config(s3={"addressing_style": "path"})).create_bucket(Bucket=bucket)
-    await kube.create(f"/api/v1/namespaces/{ns}/secrets", {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-creds"},
-        "stringData": {"accessKeyId": s3_server.access_key,
-                       "secretAccessKey": s3_server.secret_key},
-    })
+    bucket = s3_server.new_bucket("e2e-chart")
+    await kube.create(f"/api/v1/namespaces/{ns}/secrets", s3_server.credentials_secret("s3-creds"))
     storage = {"bucket": bucket, "endpoint": s3_server.pod_url, "forcePathStyle": True,
                "region": s3_server.region, "credentialsSecret": "s3-creds"}
     await release.wait_rolled_out()

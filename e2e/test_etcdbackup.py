@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from e2e.localcluster.kubeapi import KubeClient
 from e2e.localcluster.s3 import S3Endpoint
@@ -118,15 +115,6 @@ async def operator(
     return op
 
 
-def secret(name: str, access: str, key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {"accessKeyId": access, "secretAccessKey": key},
-    }
-
-
 @pytest.fixture(scope="module")
 async def env(
     etcdcluster_crd: KubeClient,
@@ -138,25 +126,11 @@ async def env(
     kube = etcdcluster_crd
     ns = await new_namespace(kube, "ec-backup")
     module_namespaces.append(ns)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.url,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        region_name=s3_server.region,
-        config=Config(s3={"addressing_style": "path"}),
-    )
-    bucket = "e2e-backup-" + os.urandom(4).hex()
-    s3.create_bucket(Bucket=bucket)
-    e = Env(kube, ns, s3, s3_server, bucket)
-    await kube.create(
-        f"/api/v1/namespaces/{ns}/secrets",
-        secret("s3-creds", s3_server.access_key, s3_server.secret_key),
-    )
-    await kube.create(
-        f"/api/v1/namespaces/{ns}/secrets",
-        secret("bad-creds", s3_server.access_key, "not-the-secret-key"),
-    )
+    e = Env(kube, ns, s3_server.client(), s3_server, s3_server.new_bucket("e2e-backup"))
+    await kube.create(f"/api/v1/namespaces/{ns}/secrets",
+                      s3_server.credentials_secret("s3-creds"))
+    await kube.create(f"/api/v1/namespaces/{ns}/secrets",
+                      s3_server.credentials_secret("bad-creds", "not-the-secret-key"))
     await create_cluster(kube, etcd_cluster("good", ns, 1, backup={"storage": e.storage()}))
     await create_cluster(
         kube, etcd_cluster("bad", ns, 1, backup={"storage": e.storage("bad-creds")})
@@ -331,8 +305,8 @@ async def test_members_with_the_agent_pass_restricted_pod_security(env: Env) -> 
         await kube.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
             "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest"}}})
-        await kube.create(f"/api/v1/namespaces/{ns}/secrets", secret(
-            "s3-creds", env.endpoint.access_key, env.endpoint.secret_key))
+        await kube.create(f"/api/v1/namespaces/{ns}/secrets",
+                          env.endpoint.credentials_secret("s3-creds"))
         await create_cluster(kube, etcd_cluster("strict", ns, 1, backup={"storage": env.storage()}))
         await wait_cluster_ready(kube, "strict", ns, 1, READY_WITHIN)
         pod = (await member_pods(kube, "strict", ns))[0]

@@ -12,16 +12,13 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import random
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from e2e.localcluster.binaries import bin_path
 from e2e.localcluster.kubeapi import KubeClient
@@ -44,7 +41,7 @@ from e2e.operator import (
     wait_cluster_ready,
     wait_lease_holder,
 )
-from e2e.test_etcdbackup import backups_path, secret
+from e2e.test_etcdbackup import backups_path
 from etcdop.operator.restorerequest import ANN_RESTORE, LABEL_RESTORE
 from tests.waiting import eventually
 
@@ -146,21 +143,9 @@ async def env(
     kube = etcdcluster_crd
     ns = await new_namespace(kube, "ec-restore")
     module_namespaces.append(ns)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.url,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        region_name=s3_server.region,
-        config=Config(s3={"addressing_style": "path"}),
-    )
-    bucket = "e2e-restore-" + os.urandom(4).hex()
-    s3.create_bucket(Bucket=bucket)
-    e = Env(kube, ns, s3, s3_server, bucket)
-    await kube.create(
-        f"/api/v1/namespaces/{ns}/secrets",
-        secret("s3-creds", s3_server.access_key, s3_server.secret_key),
-    )
+    e = Env(kube, ns, s3_server.client(), s3_server, s3_server.new_bucket("e2e-restore"))
+    await kube.create(f"/api/v1/namespaces/{ns}/secrets",
+                      s3_server.credentials_secret("s3-creds"))
     await create_cluster(kube, etcd_cluster(CLUSTER, ns, SIZE, backup={"storage": e.storage()}))
     await wait_cluster_ready(kube, CLUSTER, ns, SIZE, READY_WITHIN)
     yield e

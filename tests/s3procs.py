@@ -6,26 +6,19 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from e2e.localcluster.binaries import bin_path
-from e2e.localcluster.procs import GaveUp, Procs, free_port, wait_for
+from e2e.localcluster.procs import Procs, free_port
+from e2e.localcluster.s3 import NAME, client, launch
 from etcdop.objectstore import Credentials, StoreConfig
-
-NAME = "versitygw"
 
 
 class S3Procs:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.data = state_dir / "data"
-        self.data.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.access_key = "test" + secrets.token_hex(4)
@@ -34,20 +27,8 @@ class S3Procs:
         self._procs = Procs(state_dir)
 
     def start(self) -> S3Procs:
-        self._procs.start(
-            NAME,
-            [str(bin_path("versitygw")), "--port", f"127.0.0.1:{self.port}",
-             "posix", str(self.data)],
-            env={"ROOT_ACCESS_KEY": self.access_key, "ROOT_SECRET_KEY": self.secret_key},
-        )
-
-        def listening() -> bool:
-            if not self._procs.alive(NAME):
-                raise GaveUp(f"versitygw exited:\n{self._procs.tail(NAME)}")
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-
-        wait_for(listening, 30, f"versitygw on port {self.port}", interval=0.05)
+        launch(self._procs, listen="127.0.0.1", port=self.port, data=self.data,
+               access_key=self.access_key, secret_key=self.secret_key, timeout=30)
         return self
 
     def stop(self) -> None:
@@ -65,11 +46,7 @@ class S3Procs:
         self.stop()
 
     def client(self) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=self.url, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-        )
+        return client(self.url, self.access_key, self.secret_key, self.region, max_attempts=2)
 
     def new_bucket(self) -> str:
         name = "b-" + os.urandom(4).hex()

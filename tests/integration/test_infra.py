@@ -8,9 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from e2e.localcluster.binaries import ETCD_VERSIONS, HELM_VERSION, bin_path
 from e2e.localcluster.procs import Procs, free_port, wait_for
@@ -51,11 +49,7 @@ def test_helm_prints_its_version() -> None:
 
 
 def test_s3_multipart_roundtrip(s3_server: S3Endpoint) -> None:
-    s3 = boto3.client(
-        "s3", endpoint_url=s3_server.url, aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key, region_name=s3_server.region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-    )
+    s3 = s3_server.client()
     bucket = "roundtrip-" + os.urandom(3).hex()
     s3.create_bucket(Bucket=bucket)
     part_size = 5 * 1024 * 1024  # S3's minimum for every part but the last
