@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,23 +33,13 @@ DEFAULT_DIRS = (_ROOT / "crds", _ROOT / "helm" / "etcdop" / "crds")
 
 def etcdcluster_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of EtcdCluster."""
-    spec = openapi(ec.EtcdClusterSpec, Prop(description=_doc(ec.EtcdClusterSpec)))
-    status = openapi(ec.EtcdClusterStatus, Prop(description=_doc(ec.EtcdClusterStatus)))
-    schema = {
-        "type": "object",
-        "description": (
-            "An etcd cluster run by etcdop: members are pods the operator adds, removes, "
-            "replaces and upgrades one at a time without losing quorum."
-        ),
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-        "required": ["spec"],
-        "x-kubernetes-validations": [
+    return _crd(
+        ec,
+        ec.EtcdClusterSpec,
+        ec.EtcdClusterStatus,
+        "An etcd cluster run by etcdop: members are pods the operator adds, removes, "
+        "replaces and upgrades one at a time without losing quorum.",
+        validations=[
             {
                 "rule": (
                     f"size(self.metadata.name) <= {ec.NAME_MAX} && "
@@ -57,134 +48,94 @@ def etcdcluster_crd() -> dict[str, Any]:
                 "message": f"metadata.name {ec.NAME_MESSAGE}",
             }
         ],
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": ec.CRD_NAME},
-        "spec": {
-            "group": ec.GROUP,
-            "names": {
-                "kind": ec.KIND,
-                "listKind": f"{ec.KIND}List",
-                "plural": ec.PLURAL,
-                "singular": ec.SINGULAR,
-                "shortNames": list(ec.SHORT_NAMES),
-                "categories": ["etcdop"],
+        subresources={
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.size",
+                "statusReplicasPath": ".status.readyMembers",
             },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": ec.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.size",
-                            "statusReplicasPath": ".status.readyMembers",
-                        },
-                    },
-                    "additionalPrinterColumns": [
-                        _column("Size", "integer", ".spec.size", "Desired number of members"),
-                        _column("Ready", "integer", ".status.readyMembers", "Ready voting members"),
-                        _column("Version", "string", ".status.currentVersion", "Running version"),
-                        _column("Phase", "string", ".status.phase", "Summary of the state"),
-                        _column("Age", "date", ".metadata.creationTimestamp", ""),
-                    ],
-                }
-            ],
         },
-    }
+        columns=[
+            _column("Size", "integer", ".spec.size", "Desired number of members"),
+            _column("Ready", "integer", ".status.readyMembers", "Ready voting members"),
+            _column("Version", "string", ".status.currentVersion", "Running version"),
+            _column("Phase", "string", ".status.phase", "Summary of the state"),
+        ],
+    )
 
 
 def etcdbackup_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of EtcdBackup."""
-    spec = openapi(eb.EtcdBackupSpec, Prop(description=_doc(eb.EtcdBackupSpec)))
-    status = openapi(eb.EtcdBackupStatus, Prop(description=_doc(eb.EtcdBackupStatus)))
-    schema = {
-        "type": "object",
-        "description": (
-            "One backup of an EtcdCluster: a snapshot streamed by a member's backup agent to "
-            "S3-compatible storage, with its checksum, metadata and, optionally, a restore drill."
-        ),
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-        "required": ["spec"],
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": eb.CRD_NAME},
-        "spec": {
-            "group": ec.GROUP,
-            "names": {
-                "kind": eb.KIND,
-                "listKind": f"{eb.KIND}List",
-                "plural": eb.PLURAL,
-                "singular": eb.SINGULAR,
-                "shortNames": list(eb.SHORT_NAMES),
-                "categories": ["etcdop"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": ec.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": schema},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _column("Cluster", "string", ".spec.clusterName", "The EtcdCluster"),
-                        _column("Phase", "string", ".status.phase", "Pending, Running, ..."),
-                        _column("Size", "integer", ".status.size", "Bytes stored"),
-                        _column("Verified", "boolean", ".status.verified", "Restore drill"),
-                        _column("Age", "date", ".metadata.creationTimestamp", ""),
-                    ],
-                }
-            ],
-        },
-    }
+    return _crd(
+        eb,
+        eb.EtcdBackupSpec,
+        eb.EtcdBackupStatus,
+        "One backup of an EtcdCluster: a snapshot streamed by a member's backup agent to "
+        "S3-compatible storage, with its checksum, metadata and, optionally, a restore drill.",
+        columns=[
+            _column("Cluster", "string", ".spec.clusterName", "The EtcdCluster"),
+            _column("Phase", "string", ".status.phase", "Pending, Running, ..."),
+            _column("Size", "integer", ".status.size", "Bytes stored"),
+            _column("Verified", "boolean", ".status.verified", "Restore drill"),
+        ],
+    )
 
 
 def etcdrestore_crd() -> dict[str, Any]:
     """The CustomResourceDefinition of EtcdRestore."""
-    spec = openapi(er.EtcdRestoreSpec, Prop(description=_doc(er.EtcdRestoreSpec)))
-    status = openapi(er.EtcdRestoreStatus, Prop(description=_doc(er.EtcdRestoreStatus)))
-    schema = {
+    return _crd(
+        er,
+        er.EtcdRestoreSpec,
+        er.EtcdRestoreStatus,
+        "One in-place restore of an EtcdCluster from a backup: the snapshot is checked "
+        "first (a bad one is refused and the cluster left untouched), then the members are "
+        "replaced by a seed started from it and the cluster grows back to its size.",
+        columns=[
+            _column("Cluster", "string", ".spec.clusterName", "The EtcdCluster"),
+            _column("Phase", "string", ".status.phase", "Pending, Checking, ..."),
+            _column("Revision", "integer", ".status.revision", "Restored revision"),
+        ],
+    )
+
+
+def _crd(
+    kind: types.ModuleType,
+    spec_cls: type,
+    status_cls: type,
+    description: str,
+    *,
+    columns: list[dict[str, Any]],
+    subresources: dict[str, Any] | None = None,
+    validations: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """One namespaced kind of ours: KIND is its API module (names), then its schema's parts;
+    every kind's printer columns end with Age."""
+    schema: dict[str, Any] = {
         "type": "object",
-        "description": (
-            "One in-place restore of an EtcdCluster from a backup: the snapshot is checked "
-            "first (a bad one is refused and the cluster left untouched), then the members are "
-            "replaced by a seed started from it and the cluster grows back to its size."
-        ),
+        "description": description,
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
+            "spec": openapi(spec_cls, Prop(description=_doc(spec_cls))),
+            "status": openapi(status_cls, Prop(description=_doc(status_cls))),
         },
         "required": ["spec"],
     }
+    if validations:
+        schema["x-kubernetes-validations"] = validations
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": er.CRD_NAME},
+        "metadata": {"name": kind.CRD_NAME},
         "spec": {
             "group": ec.GROUP,
             "names": {
-                "kind": er.KIND,
-                "listKind": f"{er.KIND}List",
-                "plural": er.PLURAL,
-                "singular": er.SINGULAR,
-                "shortNames": list(er.SHORT_NAMES),
+                "kind": kind.KIND,
+                "listKind": f"{kind.KIND}List",
+                "plural": kind.PLURAL,
+                "singular": kind.SINGULAR,
+                "shortNames": list(kind.SHORT_NAMES),
                 "categories": ["etcdop"],
             },
             "scope": "Namespaced",
@@ -194,11 +145,9 @@ def etcdrestore_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": schema},
-                    "subresources": {"status": {}},
+                    "subresources": subresources or {"status": {}},
                     "additionalPrinterColumns": [
-                        _column("Cluster", "string", ".spec.clusterName", "The EtcdCluster"),
-                        _column("Phase", "string", ".status.phase", "Pending, Checking, ..."),
-                        _column("Revision", "integer", ".status.revision", "Restored revision"),
+                        *columns,
                         _column("Age", "date", ".metadata.creationTimestamp", ""),
                     ],
                 }
