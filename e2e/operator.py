@@ -674,6 +674,6 @@ def product_image() -> str:
     if newest > PRODUCT_TARBALL.stat().st_mtime:
         raise RuntimeError(
             f"{PRODUCT_TARBALL} is older than the code in {src}: pods would run old code; "
-            "run `make image` (and restart a reused cluster's nodes, which import it)"
+            "run `make image` (a reused cluster's nodes import the new one when it is next up)"
         )
     return PRODUCT_IMAGE

@@ -54,6 +54,9 @@ class LocalCluster:
                 return
             if fd is None:
                 real.wait_ready(60)
+                if real.refresh_product_image():
+                    print("# real nodes: imported the product image `make image` wrote since "
+                          "they started", file=sys.stderr)
                 return
             real.hold_lock(fd)
             try:

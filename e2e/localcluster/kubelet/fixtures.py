@@ -79,6 +79,7 @@ async def local_node(control_plane: ControlPlane) -> AsyncIterator[LocalNode]:
                 f"{control_plane.state_dir}: run `python -m e2e.localcluster up`"
             )
         await asyncio.to_thread(real.wait_ready, 60)
+        await asyncio.to_thread(real.refresh_product_image)  # `make image` since `up`
         yield handle
         return
     lock_fd = await lock.take_async(3600)

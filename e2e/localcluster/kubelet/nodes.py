@@ -432,17 +432,37 @@ class RealNodes:
     def _import(self, n: Node, tarballs: list[Path]) -> None:
         for t in tarballs:
             self._import_tarball(n, t)
-        names = [i.name for i in images.default_images()]
+        self._pin(n, [i.name for i in images.default_images()])
         if images.PRODUCT_TARBALL.is_file():
-            self._import_tarball(n, images.PRODUCT_TARBALL, timeout=300)
-            saved = "docker.io/library/etcdop:dev"  # `make image`'s tag, as ctr names it
-            self.ctr(n, "images", "tag", "--force", saved, images.PRODUCT_IMAGE)
-            names.append(images.PRODUCT_IMAGE)
+            self._import_product(n)
         elif n is self.nodes[0]:
             print(f"real node: no {images.PRODUCT_TARBALL}; member pods' agent sidecar "
                   f"({images.PRODUCT_IMAGE}) cannot start: run `make image` first",
                   file=sys.stderr)
-        self._pin(n, names)
+
+    def _import_product(self, n: Node) -> None:
+        """The product tarball into NODE under PRODUCT_IMAGE, pinned; the node remembers which
+        tarball it has (`refresh_product_image`)."""
+        stamp = _file_stamp(images.PRODUCT_TARBALL)
+        self._import_tarball(n, images.PRODUCT_TARBALL, timeout=300)
+        saved = "docker.io/library/etcdop:dev"  # `make image`'s tag, as ctr names it
+        self.ctr(n, "images", "tag", "--force", saved, images.PRODUCT_IMAGE)
+        self._pin(n, [images.PRODUCT_IMAGE])
+        (n.dir / "product-image").write_text(stamp)
+
+    def refresh_product_image(self) -> bool:
+        """Running nodes import the product tarball again when `make image` has written a new
+        one since they did (they import it at start): without this, a reused cluster ran the
+        old code in new pods. True when some node imported it."""
+        if not images.PRODUCT_TARBALL.is_file():
+            return False
+        stamp = _file_stamp(images.PRODUCT_TARBALL)
+        stale = [n for n in self.nodes
+                 if not (n.dir / "product-image").is_file()
+                 or (n.dir / "product-image").read_text() != stamp]
+        for n in stale:
+            self._import_product(n)
+        return bool(stale)
 
     def add_image(self, image: images.Image) -> None:
         """IMAGE written and imported into every node's containerd, pinned (a test's own image,
@@ -684,3 +704,9 @@ def unmount_under(roots: tuple[Path, ...]) -> None:
             points.append(point)
     for p in sorted(set(points), key=len, reverse=True):
         subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def _file_stamp(path: Path) -> str:
+    """Which file PATH is now: a rewrite changes its mtime (and mostly its size)."""
+    st = path.stat()
+    return f"{st.st_mtime_ns} {st.st_size}"
